@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 class EventName(StrEnum):
@@ -37,7 +41,11 @@ def _loose(text: str) -> str:
 
 
 class RecordRejected(Exception):
-    """A record that cannot become events: unparseable, no timestamp, no recipient..."""
+    """A record that cannot become events: unparseable, no timestamp, no recipient...
+
+    Reasons read "<stable category>[: <detail>]"; summaries group them by the category, so
+    the category never holds per-record values (ids, addresses, raw text).
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -67,8 +75,8 @@ class EmailEvent:
     properties: dict[str, Any] = field(default_factory=dict)
 
     def timestamp_ms(self) -> int:
-        return int(self.timestamp.timestamp() * 1000 + 0.5) if self.timestamp.microsecond % 1000 \
-            else int(self.timestamp.timestamp()) * 1000 + self.timestamp.microsecond // 1000
+        # Integer arithmetic: float seconds * 1000 can land one millisecond off.
+        return (self.timestamp - _EPOCH) // _ONE_MS
 
     def key(self) -> str:
         """The event's identity: the provider's unique id, else a canonical composite."""

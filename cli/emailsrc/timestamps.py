@@ -7,6 +7,7 @@ below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -28,13 +29,13 @@ def parse_timestamp(value: object) -> datetime:
     if value is None or value == "":
         raise TimestampError("missing timestamp")
     if isinstance(value, bool):
-        raise TimestampError(f"unparseable timestamp {value!r}")
+        raise TimestampError(f"unparseable timestamp: {value!r}")
     if isinstance(value, int | float):
         return _from_number(float(value), value)
     if isinstance(value, datetime):
         return _check(value if value.tzinfo else value.replace(tzinfo=UTC))
     if not isinstance(value, str):
-        raise TimestampError(f"unparseable timestamp {_show(value)}")
+        raise TimestampError(f"unparseable timestamp: {_show(value)}")
     text = value.strip()
     if not text:
         raise TimestampError("missing timestamp")
@@ -50,7 +51,7 @@ def parse_timestamp(value: object) -> datetime:
 
 def _from_number(number: float, original: object) -> datetime:
     if not math.isfinite(number):
-        raise TimestampError(f"unparseable timestamp {_show(original)}")
+        raise TimestampError(f"unparseable timestamp: {_show(original)}")
     magnitude = abs(number)
     if magnitude < 1e11:
         seconds = number
@@ -63,7 +64,7 @@ def _from_number(number: float, original: object) -> datetime:
     try:
         moment = _EPOCH + timedelta(seconds=seconds)
     except OverflowError:
-        raise TimestampError(f"timestamp out of range {_show(original)}") from None
+        raise TimestampError(f"timestamp out of range: {_show(original)}") from None
     return _check(moment)
 
 
@@ -82,10 +83,14 @@ def _from_text(text: str, original: str) -> datetime:
             try:
                 moment = dateutil_parser.isoparse(text)
             except (ValueError, OverflowError):
+                # The free-form parser guesses: '03/04/2025' month-first, '17 Mar' this
+                # year. A guessed date is a wrong date, so only unambiguous text gets there.
+                if re.search(r"\d{4}", text) is None or re.match(r"\d{1,2}[/.-]\d{1,2}[/.-]", text):
+                    raise TimestampError(f"ambiguous timestamp: {_show(original)}") from None
                 try:
                     moment = dateutil_parser.parse(text)
                 except (ValueError, OverflowError, TypeError):
-                    raise TimestampError(f"unparseable timestamp {_show(original)}") from None
+                    raise TimestampError(f"unparseable timestamp: {_show(original)}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment
@@ -97,7 +102,7 @@ def _check(moment: datetime) -> datetime:
     except (OverflowError, ValueError):
         raise TimestampError("timestamp out of range") from None
     if moment < EARLIEST:
-        raise TimestampError(f"timestamp {moment.isoformat()} is before 1990")
+        raise TimestampError(f"timestamp before 1990: {moment.isoformat()}")
     return moment
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,14 @@ class Format(ABC):
 
         `columns` is the CSV header, or None for JSON input.
         """
+
+    detect_priority: int = 100  # lower is tried first; for formats whose signature is a subset
+    detectable: bool = True  # False for formats that are only chosen explicitly
+
+    def explode(self, data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+        """Container records (an API page, a batched body, an SNS envelope holding several
+        items) yield their items; each item counts as one record in the summary."""
+        yield data
 
     def bind(self, sample: Mapping[str, Any], columns: Sequence[str] | None) -> Converter:
         """The converter for one file. CSV formats resolve their columns here and raise
@@ -94,7 +102,7 @@ def clean_email(value: object) -> str | None:
     if "<" in address and address.endswith(">"):
         address = address[address.rindex("<") + 1 : -1].strip()
     if "@" not in address:
-        raise RecordRejected(f"recipient {address[:80]!r} is not an email address")
+        raise RecordRejected(f"recipient is not an email address: {address[:80]!r}")
     return address
 
 

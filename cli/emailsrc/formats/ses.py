@@ -1,0 +1,335 @@
+"""Amazon SES: event publishing records, classic notifications, and their SNS envelopes.
+
+One record may yield several events: SES lists every recipient of a delivery, bounce or
+complaint in the same record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NoReturn
+
+from ..events import EmailEvent, EventName, RecordRejected
+from ..timestamps import parse_timestamp
+from .base import Conversion, Format, MappingRow, clean_email, dig, require_identity, text
+from .webhook_common import (
+    DEFERRAL,
+    HARD,
+    NOT_A_COMPLAINT,
+    NOT_EMAIL_EVENT,
+    NOT_SENT,
+    SOFT,
+    SUPPRESSED,
+    UNDETERMINED,
+    custom_properties,
+    embedded_json,
+    find_user_id,
+    loose_key,
+    merge_properties,
+    scalar,
+    skip,
+    unknown_shape,
+    unknown_type,
+)
+
+PROVIDER = "ses"
+
+_SKIPPED = {
+    "Send": NOT_EMAIL_EVENT,
+    "Received": NOT_EMAIL_EVENT,
+    "AmazonSnsSubscriptionSucceeded": NOT_EMAIL_EVENT,
+    "DeliveryDelay": DEFERRAL,
+    # SES found a virus and did not attempt delivery; or the template did not render.
+    "Reject": NOT_SENT,
+    "RenderingFailure": NOT_SENT,
+}
+
+# bounceType -> bounce_type. SES publishes a Transient bounce only once it has stopped
+# retrying ("soft bounces are only included when SES fails to deliver the email after
+# retrying for a period of time"), so it is final for the message.
+_BOUNCE_TYPES = {"Permanent": HARD, "Transient": SOFT, "Undetermined": UNDETERMINED}
+# Permanent bounces SES generated itself from a suppression list: never sent.
+_SUPPRESSION_SUBTYPES = frozenset({"Suppressed", "OnAccountSuppressionList"})
+
+# SNS message types that only manage the subscription.
+_SNS_CONTROL = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
+
+
+class SesFormat(Format):
+    name = PROVIDER
+    title = "Amazon SES"
+    detection = (
+        "JSON: event publishing records or notifications (eventType/notificationType + "
+        "mail.messageId), SNS envelopes holding them, or Lambda SNS events"
+    )
+
+    def matches(self, sample: Mapping[str, Any], columns: Sequence[str] | None) -> bool:
+        if columns is not None:
+            return False
+        records = sample.get("Records")
+        if isinstance(records, list) and records:
+            return all(_is_sns(dig(item, "Sns") or {}) for item in records[:5])
+        return _is_sns(sample) or _is_ses(sample)
+
+    def explode(self, data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+        records = data.get("Records")
+        if "mail" not in data and isinstance(records, list):
+            # A Lambda event from an SNS subscription: one envelope per record.
+            for item in records:
+                envelope = dig(item, "Sns")
+                yield envelope if isinstance(envelope, Mapping) else {}
+            return
+        yield data
+
+    def convert(self, data: Mapping[str, Any]) -> Conversion:
+        if "TopicArn" in data and "Type" in data:
+            sns_type = text(data.get("Type"))
+            if sns_type in _SNS_CONTROL:
+                return skip(NOT_EMAIL_EVENT, sns_type)
+            data = embedded_json(data.get("Message"), "SNS Message")
+            if not isinstance(data, Mapping):
+                raise unknown_shape("SNS Message is not an object")
+        kind = _event_type(data)
+        if kind is None:
+            raise unknown_shape("no SES eventType or notificationType")
+        if kind in _SKIPPED:
+            return skip(_SKIPPED[kind], kind)
+        convert = _CONVERTERS.get(kind)
+        if convert is None:
+            raise unknown_type(kind)
+        mail = data.get("mail")
+        if not isinstance(mail, Mapping):
+            raise unknown_shape("no SES mail object")
+        return convert(data, mail)
+
+    def mapping_table(self) -> list[MappingRow]:
+        return [
+            MappingRow("Delivery (one per delivery.recipients)", EventName.DELIVERED.value),
+            MappingRow("Open", EventName.OPENED.value),
+            MappingRow("Click", EventName.CLICKED.value),
+            MappingRow("Bounce Permanent (one per bouncedRecipients)", "Email Bounced (hard)"),
+            MappingRow("Bounce Transient", "Email Bounced (soft)"),
+            MappingRow("Bounce Undetermined", "Email Bounced (undetermined)"),
+            MappingRow(
+                "Bounce Permanent/Suppressed, OnAccountSuppressionList", f"skipped: {SUPPRESSED}"
+            ),
+            MappingRow("Complaint (one per complainedRecipients)", EventName.SPAM.value),
+            MappingRow("Complaint OnAccountSuppressionList", f"skipped: {SUPPRESSED}"),
+            MappingRow("Complaint feedback type not-spam", f"skipped: {NOT_A_COMPLAINT}"),
+            MappingRow("Subscription (opt-out)", EventName.UNSUBSCRIBED.value),
+            MappingRow("Subscription (opt-in)", f"skipped: {NOT_EMAIL_EVENT}"),
+            *[MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()],
+            MappingRow("SNS SubscriptionConfirmation", f"skipped: {NOT_EMAIL_EVENT}"),
+        ]
+
+
+def _is_ses(data: Mapping[str, Any]) -> bool:
+    kind = data.get("eventType", data.get("notificationType"))
+    return isinstance(kind, str) and isinstance(dig(data, "mail", "messageId"), str)
+
+
+def _is_sns(data: Mapping[str, Any]) -> bool:
+    if not isinstance(data.get("TopicArn"), str) or not isinstance(data.get("Message"), str):
+        return False
+    if data.get("Type") in _SNS_CONTROL:
+        return True
+    try:
+        inner = embedded_json(data["Message"], "SNS Message")
+    except RecordRejected:
+        return False
+    return data.get("Type") == "Notification" and isinstance(inner, Mapping) and _is_ses(inner)
+
+
+def _event_type(data: Mapping[str, Any]) -> str | None:
+    # Event publishing writes "Rendering Failure" with a space; normalize it.
+    kind = text(data.get("eventType")) or text(data.get("notificationType"))
+    return kind.replace(" ", "") if kind else None
+
+
+def _delivery(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
+    delivery = _section(data, "delivery")
+    moment = delivery.get("timestamp")
+    events = [
+        _event(mail, EventName.DELIVERED, moment, address, {})
+        for address in _addresses(delivery.get("recipients"))
+    ]
+    return events or _no_recipients("delivery.recipients")
+
+
+def _bounce(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
+    bounce = _section(data, "bounce")
+    kind = text(bounce.get("bounceType")) or "Undetermined"
+    subtype = text(bounce.get("bounceSubType"))
+    if kind == "Permanent" and subtype in _SUPPRESSION_SUBTYPES:
+        return skip(SUPPRESSED, subtype)
+    if kind not in _BOUNCE_TYPES:
+        raise unknown_type(f"Bounce {kind}")
+    events = []
+    for item in _listed(bounce.get("bouncedRecipients")):
+        extra = {
+            "bounce_type": _BOUNCE_TYPES[kind],
+            "bounce_subtype": subtype,
+            "reason": text(item.get("diagnosticCode")),
+            "smtp_status": text(item.get("status")),
+        }
+        address = item.get("emailAddress")
+        events.append(_event(mail, EventName.BOUNCED, bounce.get("timestamp"), address, extra))
+    return events or _no_recipients("bouncedRecipients")
+
+
+def _complaint(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
+    complaint = _section(data, "complaint")
+    if text(complaint.get("complaintSubType")) == "OnAccountSuppressionList":
+        return skip(SUPPRESSED, "OnAccountSuppressionList")
+    feedback = text(complaint.get("complaintFeedbackType"))
+    if feedback == "not-spam":
+        # A feedback report saying the message is not spam.
+        return skip(NOT_A_COMPLAINT, feedback)
+    extra = {"feedback_type": feedback}
+    events = [
+        _event(mail, EventName.SPAM, complaint.get("timestamp"), item.get("emailAddress"), extra)
+        for item in _listed(complaint.get("complainedRecipients"))
+    ]
+    return events or _no_recipients("complainedRecipients")
+
+
+def _open(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
+    opened = _section(data, "open")
+    return [_event(mail, EventName.OPENED, opened.get("timestamp"), _sole_recipient(mail), {})]
+
+
+def _click(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
+    click = _section(data, "click")
+    link_tags = _flat(click.get("linkTags"))
+    link_id = next((v for k, v in link_tags.items() if loose_key(k) == "linkid"), None)
+    extra = {"link_id": text(link_id), "link_tags": link_tags or None}
+    event = _event(mail, EventName.CLICKED, click.get("timestamp"), _sole_recipient(mail), extra)
+    event.link_url = text(click.get("link"))
+    return [event]
+
+
+def _subscription(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
+    change = _section(data, "subscription")
+    everything = dig(change, "newTopicPreferences", "unsubscribeAll") is True
+    topics = _opted_out_topics(change)
+    if not everything and not topics:
+        return skip(NOT_EMAIL_EVENT, "subscription opt-in")
+    extra = {
+        "list_name": text(change.get("contactList")),
+        "topics": None if everything else topics,
+        "unsubscribe_all": everything,
+    }
+    recipient = _sole_recipient(mail)
+    return [_event(mail, EventName.UNSUBSCRIBED, change.get("timestamp"), recipient, extra)]
+
+
+def _opted_out_topics(change: Mapping[str, Any]) -> list[str]:
+    """Topics that are opted out now and were not before: this event's own opt-outs."""
+
+    def opted_out(preferences: object) -> set[str]:
+        statuses = dig(preferences, "topicSubscriptionStatus") if preferences else None
+        return {
+            name
+            for item in _listed(statuses)
+            if (name := text(item.get("topicName")))
+            and (text(item.get("subscriptionStatus")) or "").lower() == "optout"
+        }
+
+    new = opted_out(change.get("newTopicPreferences"))
+    old = opted_out(change.get("oldTopicPreferences"))
+    return sorted(new - old)
+
+
+_CONVERTERS = {
+    "Delivery": _delivery,
+    "Bounce": _bounce,
+    "Complaint": _complaint,
+    "Open": _open,
+    "Click": _click,
+    "Subscription": _subscription,
+}
+
+
+def _event(
+    mail: Mapping[str, Any],
+    name: EventName,
+    moment: object,
+    address: object,
+    extra: dict[str, Any],
+) -> EmailEvent:
+    tags = _custom_tags(mail)
+    user_id, user_key = find_user_id(tags)
+    recipient = clean_email(address)
+    if recipient is None and user_id is None and address is _AMBIGUOUS:
+        count = len(_addresses(mail.get("destination")))
+        raise RecordRejected(
+            f"ambiguous recipient: {name.value} on a message to {count} recipients"
+        )
+    require_identity(recipient, user_id)
+    standard = {
+        "email_subject": text(dig(mail, "commonHeaders", "subject")),
+        "configuration_set": scalar(dig(mail, "tags", "ses:configuration-set")),
+        **extra,
+    }
+    return EmailEvent(
+        name=name,
+        timestamp=parse_timestamp(moment),
+        provider=PROVIDER,
+        recipient=recipient,
+        user_id=user_id,
+        email_id=text(mail.get("messageId")),
+        # SES records carry no event id; the composite key tells them apart.
+        event_id=None,
+        properties=merge_properties(
+            standard, custom_properties(tags, skip_keys=[user_key] if user_key else [])
+        ),
+    )
+
+
+# Opens, clicks and subscription changes name no recipient: SES only lists the message's
+# destinations, which identify the person only when there is one.
+_AMBIGUOUS = object()
+
+
+def _sole_recipient(mail: Mapping[str, Any]) -> object:
+    destinations = _addresses(mail.get("destination"))
+    return destinations[0] if len(destinations) == 1 else _AMBIGUOUS
+
+
+def _custom_tags(mail: Mapping[str, Any]) -> dict[str, Any]:
+    """Message tags set by the sender; SES's own tags start with "ses:"."""
+    tags = _flat(mail.get("tags"))
+    return {key: value for key, value in tags.items() if not key.startswith("ses:")}
+
+
+def _flat(tags: object) -> dict[str, Any]:
+    """SES tags map a name to a list of values; a single value stands for itself."""
+    if not isinstance(tags, Mapping):
+        return {}
+    return {str(key): _single(value) for key, value in tags.items()}
+
+
+def _single(value: object) -> object:
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    section = data.get(key)
+    if not isinstance(section, Mapping):
+        raise unknown_shape(f"no SES {key} object")
+    return section
+
+
+def _listed(value: object) -> list[Mapping[str, Any]]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _addresses(value: object) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _no_recipients(field: str) -> NoReturn:
+    raise RecordRejected(f"no recipient and no user id: empty {field}")
+
+
+FORMATS = [SesFormat()]

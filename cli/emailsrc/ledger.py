@@ -1,0 +1,929 @@
+"""The SQLite ledger: which events exist, which destination has which, runs, files read.
+
+Schema (version 1):
+
+- ``events``: each normalized event once. ``id`` is the insertion order (the tie-break of
+  replay order), ``key_hash`` (16 bytes, unique index) its identity, plus the key text, the
+  name, the event time in ms (indexed: replay windows), the payload and the first run.
+- ``event_counts``: events per (month, name), kept in step with ``events`` in the same
+  transaction so ``status`` never scans millions of rows.
+- ``destinations``: endpoint + write-key fingerprint + messageId namespace (never the key).
+- ``deliveries``: (destination, key_hash) -> pending / sent / failed, when, by which run,
+  why. WITHOUT ROWID: the primary key is the only lookup path, so the row lives in it.
+- ``runs`` and ``files``: what each command did and which inputs were read to the end.
+
+Everything works in chunks through SQL: no call holds more than one chunk of keys in Python,
+whatever the size of the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+KEY_HASH_BYTES = 16
+SCHEMA_VERSION = 1
+# Written to the file header so another application's database is never taken for ours.
+APPLICATION_ID = 0x456D5372
+RUN_STATUSES = frozenset(
+    {"running", "completed", "completed_with_failures", "interrupted", "failed", "crashed"}
+)
+SELECT_CHUNK = 5000
+BUSY_TIMEOUT_MS = 5000
+CACHE_KIB = 65536
+MAX_REASON_CHARS = 500
+STATUS_REASONS = 20
+
+_IN_CHUNK = 5000
+_MIN_MS = -(2**63)
+_MAX_MS = 2**63 - 1
+_T = TypeVar("_T")
+
+_SCHEMA_V1 = (
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        command TEXT NOT NULL,
+        options TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        status TEXT NOT NULL,
+        summary TEXT
+    )
+    """,
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        key_hash BLOB NOT NULL,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL,
+        first_run_id INTEGER NOT NULL REFERENCES runs (id)
+    )
+    """,
+    "CREATE UNIQUE INDEX events_by_key ON events (key_hash)",
+    # (ts_ms) alone: its entries are (ts_ms, rowid), exactly the replay order, so windows
+    # stream in order straight from the index with no sort.
+    "CREATE INDEX events_by_time ON events (ts_ms)",
+    """
+    CREATE TABLE event_counts (
+        month TEXT NOT NULL,
+        name TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (month, name)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE destinations (
+        id INTEGER PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        key_fingerprint TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (endpoint, key_fingerprint, namespace)
+    )
+    """,
+    """
+    CREATE TABLE deliveries (
+        destination_id INTEGER NOT NULL REFERENCES destinations (id),
+        key_hash BLOB NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        changed_at INTEGER NOT NULL,
+        reason TEXT,
+        PRIMARY KEY (destination_id, key_hash)
+    ) WITHOUT ROWID
+    """,
+    # Partial: only failed rows are in it, so it costs nothing on the pending/sent hot path
+    # and makes the failure breakdown in status cheap.
+    """
+    CREATE INDEX deliveries_failed ON deliveries (destination_id, reason)
+    WHERE state = 'failed'
+    """,
+    """
+    CREATE TABLE files (
+        path TEXT PRIMARY KEY,
+        size INTEGER,
+        mtime REAL,
+        records INTEGER NOT NULL,
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        read_at INTEGER NOT NULL
+    )
+    """,
+)
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
+
+_INSERT_EVENT = """
+    INSERT INTO events (key_hash, key, name, ts_ms, payload, first_run_id)
+    VALUES (?, ?, ?, ?, ?, ?)
+"""
+_COUNT_NEW_EVENTS = """
+    INSERT INTO event_counts (month, name, n)
+    SELECT strftime('%Y-%m', ts_ms / 1000.0, 'unixepoch'), name, count(*)
+    FROM events WHERE id > ? GROUP BY 1, 2
+    ON CONFLICT (month, name) DO UPDATE SET n = n + excluded.n
+"""
+# An acknowledgement is a fact about the destination: nothing but a new acknowledgement
+# changes a sent row (a later failed re-send of a replay does not undo it).
+_SET_PENDING = """
+    INSERT INTO deliveries (destination_id, key_hash, state, run_id, changed_at)
+    VALUES (?, ?, 'pending', ?, ?)
+    ON CONFLICT (destination_id, key_hash) DO UPDATE SET
+        state = 'pending', run_id = excluded.run_id, changed_at = excluded.changed_at,
+        reason = NULL
+    WHERE state != 'sent'
+"""
+_SET_SENT = """
+    INSERT INTO deliveries (destination_id, key_hash, state, run_id, changed_at)
+    VALUES (?, ?, 'sent', ?, ?)
+    ON CONFLICT (destination_id, key_hash) DO UPDATE SET
+        state = 'sent', run_id = excluded.run_id, changed_at = excluded.changed_at,
+        reason = NULL
+"""
+_SET_FAILED = """
+    INSERT INTO deliveries (destination_id, key_hash, state, run_id, changed_at, reason)
+    VALUES (?, ?, 'failed', ?, ?, ?)
+    ON CONFLICT (destination_id, key_hash) DO UPDATE SET
+        state = 'failed', run_id = excluded.run_id, changed_at = excluded.changed_at,
+        reason = excluded.reason
+    WHERE state != 'sent'
+"""
+_SELECT_EVENTS = """
+    SELECT id, key_hash, key, name, ts_ms, payload FROM events
+    WHERE (ts_ms, id) > (?, ?) AND ts_ms < ? {names}
+    ORDER BY ts_ms, id LIMIT ?
+"""
+
+# Events that are known from an earlier run and were met again in this one. A temporary
+# table lives in SQLite's temp file, not in Python, and vanishes with the connection.
+_RUN_SEEN = """
+    CREATE TEMP TABLE IF NOT EXISTS run_seen (
+        run_id INTEGER NOT NULL,
+        key_hash BLOB NOT NULL,
+        PRIMARY KEY (run_id, key_hash)
+    ) WITHOUT ROWID
+"""
+
+_HINTS = {
+    "disk is full": "free some disk space or use another --state",
+    "readonly database": "check the permissions of the file and its directory",
+    "file is not a database": "it is not an emailsrc ledger; use another --state",
+    "unable to open database file": "check that its directory exists and is writable",
+    "malformed": "the file is damaged; move it aside or use another --state",
+}
+
+
+def key_hash(key: str) -> bytes:
+    """The 16-byte identity of an event key, as stored in the ledger."""
+    return hashlib.blake2b(key.encode(), digest_size=KEY_HASH_BYTES).digest()
+
+
+@dataclass(slots=True, frozen=True)
+class Destination:
+    endpoint: str
+    key_fingerprint: str  # computed elsewhere from the write key; never the key
+    namespace: str  # the messageId namespace (a UUID string)
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    key_hash: bytes
+    key: str
+    name: str
+    timestamp_ms: int
+    payload: bytes  # the Track payload without messageId / sentAt / integrations
+
+
+class LedgerBusy(Exception):
+    """Another run holds the ledger."""
+
+
+class LedgerError(Exception):
+    """The ledger can't be read or written; the message is one line for the user."""
+
+
+class Ledger:
+    """One open ledger. Writable ledgers hold the run lock until ``close``."""
+
+    def __init__(
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        *,
+        readonly: bool,
+        lock_fd: int | None,
+        schema_version: int,
+    ) -> None:
+        self.path = path
+        self.readonly = readonly
+        self.schema_version = schema_version
+        self._conn: sqlite3.Connection | None = connection
+        self._lock_fd = lock_fd
+        # The sender may report outcomes from worker threads; one connection, one at a time.
+        self._mutex = threading.RLock()
+        self._own_runs: set[int] = set()
+        limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._in_chunk = max(1, min(_IN_CHUNK, limit - 8))
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Ledger:
+        """Open (and create and migrate, unless ``readonly``) the ledger at ``path``."""
+        path = Path(path)
+        if readonly:
+            return cls._open_readonly(path)
+        return cls._open_writable(path)
+
+    @classmethod
+    def _open_writable(cls, path: Path) -> Ledger:
+        with _errors(path, "open"):
+            _make_private_dirs(path.parent)
+        lock_fd = _take_lock(path)
+        try:
+            with _errors(path, "open"):
+                _create_private_file(path)
+                connection = _connect(path, readonly=False)
+        except BaseException:
+            _release_lock(lock_fd)
+            raise
+        ledger = cls(path, connection, readonly=False, lock_fd=lock_fd, schema_version=0)
+        try:
+            ledger._prepare_writable()
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def _prepare_writable(self) -> None:
+        conn = self._connection("open")
+        with _errors(self.path, "open"):
+            _configure(conn)
+            # WAL with synchronous=NORMAL: a commit is in the WAL file (the kernel's page
+            # cache) when COMMIT returns; only a checkpoint is fsynced. kill -9 of this
+            # process can't lose what the kernel already has, so an acknowledged event
+            # stays marked sent. Power loss may roll back the last commits (never corrupt
+            # the file): those events are re-sent with the same messageId, which Segment
+            # drops as duplicates. FULL would fsync every commit for no gain against crashes.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.schema_version = _migrate(conn, self.path)
+            conn.execute(_RUN_SEEN)
+        _tighten_side_files(self.path)
+        self.mark_stale_runs()
+
+    @classmethod
+    def _open_readonly(cls, path: Path) -> Ledger:
+        with _errors(path, "open"):
+            if not path.exists():
+                return cls._empty(path)
+            connection = _connect(path, readonly=True)
+        try:
+            with _errors(path, "open"):
+                _configure(connection)
+                connection.execute("PRAGMA query_only = ON")
+                version = _check_identity(connection, path)
+        except BaseException:
+            connection.close()
+            raise
+        if version == 0:
+            connection.close()
+            return cls._empty(path)
+        return cls(path, connection, readonly=True, lock_fd=None, schema_version=version)
+
+    @classmethod
+    def _empty(cls, path: Path) -> Ledger:
+        """A missing or blank ledger read by status or a dry run: empty, and not created."""
+        connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        for statement in _SCHEMA_V1:
+            connection.execute(statement)
+        connection.execute("PRAGMA query_only = ON")
+        return cls(path, connection, readonly=True, lock_fd=None, schema_version=0)
+
+    def close(self) -> None:
+        """Close the database and release the run lock; safe to call twice."""
+        with self._mutex:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    if not self.readonly:
+                        conn.execute("PRAGMA optimize")
+                    conn.close()
+            if self._lock_fd is not None:
+                _release_lock(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- runs and destinations -------------------------------------------------------------
+
+    def start_run(self, command: str, options: dict[str, Any]) -> int:
+        """Record a new run as running; ``options`` must already be free of secrets."""
+        with self._write("start a run") as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (command, options, pid, started_at, status)"
+                " VALUES (?, ?, ?, ?, 'running')",
+                (command, _to_json(options), os.getpid(), _now_ms()),
+            )
+        run_id = int(cursor.lastrowid or 0)
+        self._own_runs.add(run_id)
+        return run_id
+
+    def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        if status not in RUN_STATUSES or status == "running":
+            raise ValueError(f"unknown final run status {status!r}")
+        with self._write("finish the run") as conn:
+            conn.execute(
+                "UPDATE runs SET status = ?, ended_at = ?, summary = ? WHERE id = ?",
+                (status, _now_ms(), _to_json(summary), run_id),
+            )
+
+    def mark_stale_runs(self) -> int:
+        """Mark runs left "running" by a process that is gone as "crashed".
+
+        Every writer holds the run lock for its whole life and we hold it now, so a
+        "running" run that is not ours has no live process: no pid check (pids are reused).
+        """
+        own = sorted(self._own_runs)
+        marks = ",".join("?" * len(own))
+        spared = f" AND id NOT IN ({marks})" if own else ""
+        with self._write("mark crashed runs") as conn:
+            cursor = conn.execute(
+                f"UPDATE runs SET status = 'crashed' WHERE status = 'running'{spared}", own
+            )
+        return cursor.rowcount
+
+    def destination_id(self, destination: Destination) -> int:
+        """The id of a destination, registering it the first time."""
+        identity = (destination.endpoint, destination.key_fingerprint, destination.namespace)
+        with self._write("register the destination") as conn:
+            conn.execute(
+                "INSERT INTO destinations (endpoint, key_fingerprint, namespace, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (*identity, _now_ms()),
+            )
+            row = conn.execute(
+                "SELECT id FROM destinations"
+                " WHERE endpoint = ? AND key_fingerprint = ? AND namespace = ?",
+                identity,
+            ).fetchone()
+        return int(row[0])
+
+    # -- events ----------------------------------------------------------------------------
+
+    def store_events(self, run_id: int, events: Sequence[StoredEvent]) -> list[str]:
+        """Store events; for each, in order: "new", "duplicate" (this run) or "known".
+
+        A "known" event keeps the payload it was first stored with: the first one is what
+        an earlier run may already have delivered under this key's messageId, so replay
+        must re-send that and not whatever a later export of the same event parsed to.
+        It also spares a write per event when a whole backfill is run again.
+        """
+        states: list[str] = []
+        with self._write("store events") as conn:
+            for chunk in _chunks(events, self._in_chunk):
+                states.extend(_store_chunk(conn, run_id, chunk))
+        return states
+
+    def select_events(
+        self, since_ms: int | None, until_ms: int | None, names: Sequence[str] | None
+    ) -> Iterator[StoredEvent]:
+        """Stored events with since <= time < until (and one of ``names``), in time order
+        then insertion order, fetched a chunk at a time.
+
+        Each chunk is its own short query resuming after the last row (keyset paging), so
+        the caller may write to the ledger between items without holding a statement open.
+        """
+        self._connection("select events")
+        return self._stream_events(since_ms, until_ms, list(names) if names else None)
+
+    def _stream_events(
+        self, since_ms: int | None, until_ms: int | None, names: list[str] | None
+    ) -> Iterator[StoredEvent]:
+        name_filter = f"AND name IN ({','.join('?' * len(names))})" if names else ""
+        sql = _SELECT_EVENTS.format(names=name_filter)
+        # id 0 is never used, so (since, 0) admits every event at exactly `since`.
+        after = (_MIN_MS if since_ms is None else since_ms, 0)
+        until = _MAX_MS if until_ms is None else until_ms
+        while True:
+            with self._read("select events") as conn:
+                params = (*after, until, *(names or ()), SELECT_CHUNK)
+                rows = conn.execute(sql, params).fetchall()
+            for row in rows:
+                yield StoredEvent(row[1], row[2], row[3], row[4], row[5])
+            if len(rows) < SELECT_CHUNK:
+                return
+            after = (rows[-1][4], rows[-1][0])
+
+    def count_events(
+        self, since_ms: int | None, until_ms: int | None, names: Sequence[str] | None
+    ) -> int:
+        """How many events ``select_events`` would yield."""
+        name_filter = f" AND name IN ({','.join('?' * len(names))})" if names else ""
+        since = _MIN_MS if since_ms is None else since_ms
+        until = _MAX_MS if until_ms is None else until_ms
+        with self._read("count events") as conn:
+            row = conn.execute(
+                f"SELECT count(*) FROM events WHERE ts_ms >= ? AND ts_ms < ?{name_filter}",
+                (since, until, *(names or ())),
+            ).fetchone()
+        return int(row[0])
+
+    # -- deliveries ------------------------------------------------------------------------
+
+    def plan_deliveries(
+        self, run_id: int, destination_id: int, key_hashes: Sequence[bytes]
+    ) -> list[str]:
+        """For each hash: "sent" (acknowledged earlier, don't send) or "send".
+
+        Every "send" gets a pending row owned by ``run_id`` now, so a crash before its
+        acknowledgement leaves a visible trace that the next run picks up.
+        """
+        plans: list[str] = []
+        with self._write("plan deliveries") as conn:
+            for chunk in _chunks(key_hashes, self._in_chunk):
+                plans.extend(_plan_chunk(conn, run_id, destination_id, chunk))
+        return plans
+
+    def mark_sent(self, run_id: int, destination_id: int, key_hashes: Sequence[bytes]) -> None:
+        """Record acknowledged events; committed before this returns."""
+        now = _now_ms()
+        with self._write("mark events sent") as conn:
+            for chunk in _chunks(key_hashes, self._in_chunk):
+                conn.executemany(
+                    _SET_SENT, [(destination_id, value, run_id, now) for value in chunk]
+                )
+
+    def mark_failed(
+        self, run_id: int, destination_id: int, failures: Sequence[tuple[bytes, str]]
+    ) -> None:
+        """Record events that could not be delivered, with the reason why."""
+        now = _now_ms()
+        with self._write("mark events failed") as conn:
+            for chunk in _chunks(failures, self._in_chunk):
+                conn.executemany(
+                    _SET_FAILED,
+                    [
+                        (destination_id, value, run_id, now, reason[:MAX_REASON_CHARS])
+                        for value, reason in chunk
+                    ],
+                )
+
+    def recently_sent(
+        self, destination_id: int, key_hashes: Sequence[bytes], within_seconds: float = 86400
+    ) -> int:
+        """How many of these events were sent to this destination less than that long ago."""
+        cutoff = _now_ms() - int(within_seconds * 1000)
+        total = 0
+        with self._read("check recent sends") as conn:
+            for chunk in _chunks(list(dict.fromkeys(key_hashes)), self._in_chunk):
+                row = conn.execute(
+                    "SELECT count(*) FROM deliveries WHERE destination_id = ?"
+                    " AND state = 'sent' AND changed_at > ?"
+                    f" AND key_hash IN ({','.join('?' * len(chunk))})",
+                    (destination_id, cutoff, *chunk),
+                ).fetchone()
+                total += int(row[0])
+        return total
+
+    # -- files, status, health -------------------------------------------------------------
+
+    def mark_file(
+        self, run_id: int, path: str, size: int | None, mtime: float | None, records: int
+    ) -> None:
+        """Record that ``path`` was read to the end by ``run_id``."""
+        with self._write("record the input file") as conn:
+            conn.execute(
+                "INSERT INTO files (path, size, mtime, records, run_id, read_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
+                " size = excluded.size, mtime = excluded.mtime, records = excluded.records,"
+                " run_id = excluded.run_id, read_at = excluded.read_at",
+                (path, size, mtime, records, run_id, _now_ms()),
+            )
+
+    def status(self, *, runs: int = 10, files: int = 20) -> dict[str, Any]:
+        """Counts by event, destination and state, the last runs and the last files read."""
+        with self._read("read the status") as conn:
+            conn.execute("BEGIN")  # one snapshot: the counts agree with each other
+            try:
+                return {
+                    "path": str(self.path),
+                    "schema_version": self.schema_version,
+                    "events": _event_totals(conn),
+                    "destinations": _destination_totals(conn),
+                    "runs": _last_runs(conn, runs),
+                    "files": _last_files(conn, files),
+                }
+            finally:
+                conn.execute("COMMIT")
+
+    def integrity_ok(self) -> bool:
+        """PRAGMA integrity_check; a file too damaged to check is not ok either."""
+        conn = self._connection("check integrity")
+        with self._mutex:
+            try:
+                rows = conn.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.DatabaseError:
+                return False
+        return rows == [("ok",)]
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _connection(self, action: str) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LedgerError(f"ledger {self.path} is closed; cannot {action}")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _read(self, action: str) -> Iterator[sqlite3.Connection]:
+        conn = self._connection(action)
+        with self._mutex, _errors(self.path, action):
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed on success, rolled back on any error or interrupt."""
+        conn = self._connection(action)
+        if self.readonly:
+            raise LedgerError(f"ledger {self.path} is open read-only; cannot {action}")
+        with self._mutex, _errors(self.path, action):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+
+
+# -- the chunked work ----------------------------------------------------------------------
+
+
+def _store_chunk(conn: sqlite3.Connection, run_id: int, chunk: Sequence[StoredEvent]) -> list[str]:
+    hashes = list(dict.fromkeys(event.key_hash for event in chunk))
+    first_runs: dict[bytes, int] = dict(
+        _select_in(conn, "SELECT key_hash, first_run_id FROM events WHERE key_hash IN", hashes)
+    )
+    earlier = [value for value, first in first_runs.items() if first != run_id]
+    met_again = {
+        row[0]
+        for row in _select_in(
+            conn, "SELECT key_hash FROM run_seen WHERE run_id = ? AND key_hash IN", earlier, run_id
+        )
+    }
+    states, fresh, known = _classify(run_id, chunk, first_runs, met_again)
+    if fresh:
+        last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        conn.executemany(_INSERT_EVENT, fresh)
+        conn.execute(_COUNT_NEW_EVENTS, (last_id,))
+    if known:
+        conn.executemany("INSERT INTO run_seen (run_id, key_hash) VALUES (?, ?)", known)
+    return states
+
+
+def _classify(
+    run_id: int,
+    chunk: Sequence[StoredEvent],
+    first_runs: dict[bytes, int],
+    met_again: set[bytes],
+) -> tuple[list[str], list[tuple[Any, ...]], list[tuple[int, bytes]]]:
+    """States for a chunk, plus the rows to insert into events and into run_seen."""
+    states: list[str] = []
+    fresh: list[tuple[Any, ...]] = []
+    known: list[tuple[int, bytes]] = []
+    taken: set[bytes] = set()
+    for event in chunk:
+        value = event.key_hash
+        first = first_runs.get(value)
+        if value in taken or first == run_id or value in met_again:
+            states.append("duplicate")
+            continue
+        taken.add(value)
+        if first is None:
+            fresh.append((value, event.key, event.name, event.timestamp_ms, event.payload, run_id))
+            states.append("new")
+        else:
+            known.append((run_id, value))
+            states.append("known")
+    return states, fresh, known
+
+
+def _plan_chunk(
+    conn: sqlite3.Connection, run_id: int, destination_id: int, chunk: Sequence[bytes]
+) -> list[str]:
+    unique = list(dict.fromkeys(chunk))
+    sent = {
+        row[0]
+        for row in _select_in(
+            conn,
+            "SELECT key_hash FROM deliveries"
+            " WHERE destination_id = ? AND state = 'sent' AND key_hash IN",
+            unique,
+            destination_id,
+        )
+    }
+    now = _now_ms()
+    conn.executemany(
+        _SET_PENDING,
+        [(destination_id, value, run_id, now) for value in unique if value not in sent],
+    )
+    return ["sent" if value in sent else "send" for value in chunk]
+
+
+def _select_in(
+    conn: sqlite3.Connection, sql: str, values: Sequence[Any], *prefix: Any
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` ending in "IN" over ``values`` (already within the variable limit)."""
+    if not values:
+        return []
+    marks = ",".join("?" * len(values))
+    return conn.execute(f"{sql} ({marks})", (*prefix, *values)).fetchall()
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- status pieces -------------------------------------------------------------------------
+
+
+def _event_totals(conn: sqlite3.Connection) -> dict[str, Any]:
+    by_name: dict[str, int] = {}
+    by_month: dict[str, dict[str, int]] = {}
+    rows = conn.execute("SELECT month, name, n FROM event_counts ORDER BY month, name")
+    for month, name, count in rows:
+        by_name[name] = by_name.get(name, 0) + count
+        by_month.setdefault(month, {})[name] = count
+    return {
+        "total": sum(by_name.values()),
+        "by_name": dict(sorted(by_name.items())),
+        "by_month": by_month,
+    }
+
+
+def _destination_totals(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = []
+    destinations = conn.execute(
+        "SELECT id, endpoint, key_fingerprint, namespace FROM destinations ORDER BY id"
+    ).fetchall()
+    for destination_id, endpoint, fingerprint, namespace in destinations:
+        entry: dict[str, Any] = {
+            "endpoint": endpoint,
+            "key_fingerprint": fingerprint,
+            "namespace": namespace,
+            "sent": 0,
+            "pending": 0,
+            "failed": 0,
+            "last_sent_at": None,
+        }
+        counts = conn.execute(
+            "SELECT state, count(*), max(changed_at) FROM deliveries"
+            " WHERE destination_id = ? GROUP BY state",
+            (destination_id,),
+        )
+        for state, count, last in counts:
+            entry[state] = count
+            if state == "sent":
+                entry["last_sent_at"] = _iso(last)
+        entry["failure_reasons"] = dict(
+            conn.execute(
+                "SELECT coalesce(reason, ''), count(*) FROM deliveries"
+                " WHERE destination_id = ? AND state = 'failed'"
+                " GROUP BY reason ORDER BY 2 DESC, 1 LIMIT ?",
+                (destination_id, STATUS_REASONS),
+            )
+        )
+        result.append(entry)
+    return result
+
+
+def _last_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT id, command, started_at, ended_at, status, summary FROM runs"
+        " ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
+    return [
+        {
+            "id": run_id,
+            "command": command,
+            "started_at": _iso(started),
+            "ended_at": _iso(ended),
+            "status": status,
+            "summary": json.loads(summary) if summary else None,
+        }
+        for run_id, command, started, ended, status, summary in rows
+    ]
+
+
+def _last_files(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT path, size, mtime, records, run_id, read_at FROM files"
+        " ORDER BY read_at DESC, path LIMIT ?",
+        (limit,),
+    )
+    return [
+        {
+            "path": path,
+            "size": size,
+            "mtime": _iso(round(mtime * 1000)) if mtime is not None else None,
+            "records": records,
+            "run_id": run_id,
+            "read_at": _iso(read_at),
+        }
+        for path, size, mtime, records, run_id, read_at in rows
+    ]
+
+
+# -- the file, its lock, its schema --------------------------------------------------------
+
+
+def lock_path(path: Path) -> Path:
+    """The sibling file whose flock marks a run in progress."""
+    return path.with_name(path.name + ".lock")
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create missing directories one by one with 0700 (mkdir(parents=True) ignores mode)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for each in reversed(missing):
+        each.mkdir(mode=0o700, exist_ok=True)
+
+
+def _create_private_file(path: Path) -> None:
+    # Created here, not by SQLite, so it is 0600 from its first byte: it holds addresses.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
+def _tighten_side_files(path: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.chmod(f"{path}{suffix}", 0o600)
+
+
+def _take_lock(path: Path) -> int:
+    where = lock_path(path)
+    with _errors(path, "lock"):
+        fd = os.open(where, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_pid(fd)
+        os.close(fd)
+        raise LedgerBusy(
+            f"another emailsrc run (pid {holder}) is using {path}; "
+            "wait for it or use another --state"
+        ) from None
+    except OSError as exc:
+        os.close(fd)
+        raise LedgerError(f"ledger {path}: cannot lock {where}: {exc.strerror}") from exc
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return "unknown"
+    return text if text.isdigit() else "unknown"
+
+
+def _release_lock(fd: int) -> None:
+    # An explicit unlock: a forked child sharing the descriptor must not keep the lock.
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    # Autocommit mode: every transaction is an explicit BEGIN ... COMMIT in Ledger._write.
+    if readonly:
+        return sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # A bounded page cache: the key index of a large ledger is read through it, in chunks.
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Bring the schema to SCHEMA_VERSION in one transaction; returns the version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _check_identity(conn, path)
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[target]:
+                conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return SCHEMA_VERSION
+
+
+def _check_identity(conn: sqlite3.Connection, path: Path) -> int:
+    """The schema version of an emailsrc ledger (0: blank); refuse anything else."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    application = int(conn.execute("PRAGMA application_id").fetchone()[0])
+    blank = application == 0 and version == 0 and not _has_tables(conn)
+    if application != APPLICATION_ID and not blank:
+        raise LedgerError(
+            f"{path} is a SQLite database but not an emailsrc ledger; use another --state"
+        )
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            f"ledger {path} has schema version {version}, newer than this emailsrc "
+            f"understands ({SCHEMA_VERSION}); upgrade emailsrc or use another --state"
+        )
+    return version
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # The original error matters more than a failed rollback (SQLite rolls back anyway
+    # when the connection closes).
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+@contextlib.contextmanager
+def _errors(path: Path, action: str) -> Iterator[None]:
+    """Turn sqlite3 and OS errors into one LedgerError line."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise LedgerError(_describe(path, action, str(exc) or type(exc).__name__)) from exc
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = f"{exc.strerror or exc}{where}"
+        raise LedgerError(_describe(path, action, reason)) from exc
+
+
+def _describe(path: Path, action: str, reason: str) -> str:
+    line = " ".join(reason.split())
+    hint = next((text for marker, text in _HINTS.items() if marker in line), None)
+    return f"ledger {path}: cannot {action}: {line}" + (f" ({hint})" if hint else "")
+
+
+# -- small values --------------------------------------------------------------------------
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))

@@ -1,0 +1,287 @@
+"""Mailjet Event API records mapped to the six events."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
+from emailsrc.formats import detect_format
+from emailsrc.formats.mailjet import MailjetFormat
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_exports" / "mailjet_events.jsonl"
+FMT = MailjetFormat()
+
+
+def record(kind: str, **fields: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "event": kind,
+        "time": 1746518402,
+        "MessageID": 288230376151711001,
+        "Message_GUID": "1ab23cd4-5e6f-4a7b-8c9d-000000000001",
+        "email": "amy@example.com",
+        "mj_campaign_id": 7311,
+        "mj_contact_id": 5120,
+        "customcampaign": "may-newsletter",
+        "CustomID": "",
+        "Payload": "",
+    }
+    data.update(fields)
+    return data
+
+
+def one(data: Mapping[str, Any]) -> EmailEvent:
+    result = FMT.convert(data)
+    assert isinstance(result, list), result
+    (event,) = result
+    return event
+
+
+def skipped(data: Mapping[str, Any]) -> str:
+    result = FMT.convert(data)
+    assert isinstance(result, Skip), result
+    return result.reason
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("sent", EventName.DELIVERED),  # dispatched when the receiving server accepted it
+        ("open", EventName.OPENED),
+        ("click", EventName.CLICKED),
+        ("spam", EventName.SPAM),
+        ("unsub", EventName.UNSUBSCRIBED),
+    ],
+)
+def test_event_types_map_to_the_six(kind: str, name: EventName) -> None:
+    assert one(record(kind)).name is name
+
+
+def test_sent_fields() -> None:
+    event = one(record("sent", smtp_reply="250 OK"))
+    assert event.provider == "mailjet"
+    assert event.timestamp == datetime(2025, 5, 6, 8, 0, 2, tzinfo=UTC)
+    assert event.recipient == "amy@example.com"
+    assert event.email_id == "288230376151711001"  # big integer ids kept exact
+    assert event.event_id is None
+    assert event.properties == {
+        "campaign_id": "7311",
+        "campaign_name": "may-newsletter",
+        "message_guid": "1ab23cd4-5e6f-4a7b-8c9d-000000000001",
+    }
+
+
+def test_message_id_fallbacks() -> None:
+    assert one(record("sent", MessageID=None, mj_message_id="1942")).email_id == "1942"
+    guid_only = record("sent", MessageID=None)
+    assert one(guid_only).email_id == "1ab23cd4-5e6f-4a7b-8c9d-000000000001"
+
+
+def test_click_link_and_unsub_list() -> None:
+    click = one(record("click", url="https://news.example.com/a", agent="Mozilla/5.0"))
+    assert click.link_url == "https://news.example.com/a"
+    assert "url" not in click.properties
+    unsub = one(record("unsub", mj_list_id=1842))
+    assert unsub.properties["list_id"] == "1842"
+    assert "list_id" not in one(record("open", mj_list_id=1842)).properties
+
+
+def test_zero_campaign_and_list_mean_none() -> None:
+    event = one(record("unsub", mj_campaign_id=0, mj_list_id=0, customcampaign=""))
+    assert "campaign_id" not in event.properties
+    assert "list_id" not in event.properties
+    assert "campaign_name" not in event.properties
+
+
+def test_spam_source() -> None:
+    assert one(record("spam", source="JMRPP")).properties["source"] == "JMRPP"
+
+
+@pytest.mark.parametrize(
+    ("hard", "bounce_type"),
+    [(True, "hard"), (False, "soft"), ("true", "hard"), ("false", "soft")],
+)
+def test_bounces(hard: object, bounce_type: str) -> None:
+    event = one(
+        record(
+            "bounce",
+            hard_bounce=hard,
+            blocked=True,
+            error_related_to="recipient",
+            error="user unknown",
+        )
+    )
+    assert event.name is EventName.BOUNCED
+    assert event.properties["bounce_type"] == bounce_type
+    assert event.properties["reason"] == "recipient: user unknown"
+    assert event.properties["blocked"] is True
+
+
+@pytest.mark.parametrize("error", ["greylisted", "system issue", "connection issue"])
+def test_temporary_bounce_errors_are_deferrals(error: str) -> None:
+    data = record("bounce", hard_bounce=False, error_related_to="domain", error=error)
+    assert skipped(data) == f"deferral: {error}"
+
+
+def test_hard_greylisting_is_still_a_bounce() -> None:
+    data = record("bounce", hard_bounce=True, error_related_to="domain", error="greylisted")
+    assert one(data).properties["bounce_type"] == "hard"
+
+
+def test_mailjet_side_bounce_and_blocked_are_suppressions() -> None:
+    data = record("bounce", hard_bounce=False, error_related_to="mailjet", error="preblocked")
+    assert skipped(data) == "suppressed before sending: preblocked"
+    blocked = record("blocked", error_related_to="mailjet", error="duplicate in campaign")
+    assert skipped(blocked) == "suppressed before sending: duplicate in campaign"
+    assert skipped(record("blocked")) == "suppressed before sending"
+
+
+def test_unknown_event_is_skipped_and_missing_event_rejected() -> None:
+    assert skipped(record("forward")) == "unsupported event type: forward"
+    with pytest.raises(RecordRejected, match="no event type"):
+        FMT.convert(record(""))
+
+
+@pytest.mark.parametrize(
+    ("payload", "custom_id", "user_id"),
+    [
+        ('{"user_id": "u-1", "plan": "free"}', "", "u-1"),
+        ('{"userId": 77}', "", "77"),
+        ("", '{"customer_id": "c-31"}', "c-31"),
+        ("", "user_id=u-5", "u-5"),
+        ("customer_id:c-9;tier=gold", "order-1", "c-9"),
+        ("", "welcome-series-2", None),  # a plain CustomID is a tracking id, not a user
+    ],
+)
+def test_user_id_from_payload_and_custom_id(
+    payload: str, custom_id: str, user_id: str | None
+) -> None:
+    assert one(record("open", Payload=payload, CustomID=custom_id)).user_id == user_id
+
+
+def test_custom_fields_become_properties() -> None:
+    event = one(record("open", Payload='{"user_id": "u-1", "planTier": "pro"}', CustomID="c-1"))
+    assert event.properties["plan_tier"] == "pro"
+    assert event.properties["custom_id"] == "c-1"
+    assert "user_id" not in event.properties
+    plain = one(record("open", Payload="order 1182"))
+    assert plain.properties["payload"] == "order 1182"
+
+
+def test_identity_is_required() -> None:
+    with pytest.raises(RecordRejected, match="no recipient and no user id"):
+        FMT.convert(record("open", email=""))
+    assert one(record("open", email="", Payload='{"user_id": "u-1"}')).recipient is None
+
+
+def test_bad_timestamp_is_rejected() -> None:
+    with pytest.raises(RecordRejected, match="unparseable timestamp"):
+        FMT.convert(record("open", time="yesterday"))
+
+
+def test_matches_mailjet_records_only() -> None:
+    assert FMT.matches(record("open"), None)
+    assert FMT.matches({"event": "sent", "time": 1, "mj_message_id": "1", "email": "a@x"}, None)
+    assert FMT.matches({"event": "open", "time": 1, "MessageID": 1, "email": "a@x"}, None)
+    assert not FMT.matches({"event": "open", "timestamp": 1, "sg_event_id": "x"}, None)
+    assert not FMT.matches({"event": "opened", "email": "a@x", "ts_epoch": 1}, None)
+    assert FMT.matches({}, ["event", "time", "email", "MessageID", "mj_campaign_id"])
+
+
+def test_sample_is_detected_as_mailjet() -> None:
+    records, _ = read_sample(SAMPLE)
+    found = detect_format(records[0], None)
+    assert found is not None and found.name == "mailjet"
+
+
+def test_mapping_table_and_detection_line() -> None:
+    values = [row.value for row in FMT.mapping_table()]
+    assert {"sent", "open", "click", "spam", "unsub", "blocked"} <= set(values)
+    assert any(value.startswith("bounce") for value in values)
+    assert FMT.detection and "\n" not in FMT.detection
+
+
+# --- golden sample ------------------------------------------------------------------------
+
+
+def read_sample(path: Path) -> tuple[list[Mapping[str, Any]], int]:
+    records: list[Mapping[str, Any]] = []
+    broken = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            broken += 1
+            continue
+        records.extend(value if isinstance(value, list) else [value])
+    return records, broken
+
+
+def test_golden_sample() -> None:
+    records, broken = read_sample(SAMPLE)
+    found: list[EmailEvent] = []
+    skips: Counter[str] = Counter()
+    rejects: Counter[str] = Counter()
+    for item in (item for data in records for item in FMT.explode(data)):
+        try:
+            result = FMT.convert(item)
+        except RecordRejected as exc:
+            rejects[exc.reason.split(":")[0]] += 1
+            continue
+        if isinstance(result, Skip):
+            skips[result.reason.split(":")[0]] += 1
+        else:
+            found.extend(result)
+    assert broken == 1
+    assert len(records) == 19
+    assert Counter(event.name.value for event in found) == {
+        "Email Delivered": 4,
+        "Email Opened": 3,
+        "Email Link Clicked": 1,
+        "Email Bounced": 4,
+        "Email Marked as Spam": 1,
+        "Email Unsubscribed": 1,
+    }
+    assert len({event.key() for event in found}) == 13  # the repeated open is one event
+    assert skips == {"deferral": 1, "suppressed before sending": 2}
+    assert rejects == {"no recipient and no user id": 1, "unparseable timestamp": 1}
+
+    click = next(event for event in found if event.name is EventName.CLICKED)
+    assert click == EmailEvent(
+        name=EventName.CLICKED,
+        timestamp=datetime(2025, 5, 6, 8, 32, 0, tzinfo=UTC),
+        provider="mailjet",
+        recipient="amy@example.com",
+        user_id="u-2001",
+        email_id="288230376151711001",
+        event_id=None,
+        link_url="https://news.example.com/may/feature",
+        properties={
+            "plan": "free",
+            "campaign_id": "7311",
+            "campaign_name": "may-newsletter",
+            "message_guid": "1ab23cd4-5e6f-4a7b-8c9d-376151711001",
+        },
+    )
+    unsub = next(event for event in found if event.name is EventName.UNSUBSCRIBED)
+    assert unsub == EmailEvent(
+        name=EventName.UNSUBSCRIBED,
+        timestamp=datetime(2025, 5, 7, 9, 5, 0, tzinfo=UTC),
+        provider="mailjet",
+        recipient="ida@example.com",
+        user_id="c-31",
+        email_id="288230376151711009",
+        properties={
+            "campaign_id": "7311",
+            "campaign_name": "may-newsletter",
+            "custom_id": '{"customer_id": "c-31"}',
+            "message_guid": "1ab23cd4-5e6f-4a7b-8c9d-376151711009",
+            "list_id": "1842",
+        },
+    )
