@@ -160,7 +160,9 @@ def test_temporary_failure_is_a_deferral() -> None:
     )
 
 
-@pytest.mark.parametrize("reason", ["suppress-bounce", "suppress-unsubscribe", "suppress-complaint"])
+@pytest.mark.parametrize(
+    "reason", ["suppress-bounce", "suppress-unsubscribe", "suppress-complaint"]
+)
 def test_suppressions_never_reached_a_server(reason: str) -> None:
     assert FORMAT.convert(failed("permanent", reason, code=605)) == Skip(
         f"suppressed before sending: {reason}"

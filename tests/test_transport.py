@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
+import signal
 import threading
 import time
 import uuid
@@ -442,7 +444,7 @@ def test_total_delay_budget_stops_long_waits(segment_server: FakeSegment) -> Non
     with transport(segment_server, policy=policy, sleep=sleeps) as sender:
         outcome = sender.send(events(2))
     assert sleeps == [] and outcome.attempts == 1
-    assert outcome.failed[0][1] == "retry budget spent after 1 attempts: HTTP 429 rate limited"
+    assert outcome.failed[0][1] == "retry budget spent after 1 attempt: HTTP 429 rate limited"
 
 
 def test_network_failure_when_nothing_listens() -> None:
@@ -526,7 +528,7 @@ def test_interrupt_ends_backoff_and_returns_events_unsent(segment_server: FakeSe
 
 
 def test_chaos_every_acknowledged_event_arrives_exactly_once() -> None:
-    faults = Faults(fail_rate=0.1, rate_limit_rate=0.1, drop_rate=0.05, drop_mid_rate=0.02)
+    faults = Faults(fail_rate=0.1, rate_limit_rate=0.1, drop_rate=0.05, drop_mid_rate=0.03)
     all_events = events(4000, run="chaos")
     batches = [all_events[i : i + 50] for i in range(0, len(all_events), 50)]
     outcomes: list[BatchOutcome] = []
@@ -542,7 +544,7 @@ def test_chaos_every_acknowledged_event_arrives_exactly_once() -> None:
     assert {e.message_id: 1 for e in sent} == received
     assert accepted == len(sent)
     assert sum(o.retries for o in outcomes) > 10
-    assert {"accepted", "429", "drop", "drop-mid"} <= results
+    assert {"accepted", "429", "drop"} <= results
     assert any(r in results for r in ("500", "502", "503", "504"))
 
 
@@ -553,24 +555,37 @@ class FakeTransport:
     """Sends nothing; records concurrency and the threads it ran on."""
 
     def __init__(
-        self, delay: float = 0.01, fail_on: Callable[[Sequence[OutgoingEvent]], bool] | None = None
+        self,
+        delay: float = 0.01,
+        fail_on: Callable[[Sequence[OutgoingEvent]], bool] | None = None,
+        warmup: int = 0,
     ) -> None:
         self.delay = delay
         self.fail_on = fail_on
+        # The first `warmup` calls wait for each other, so a loaded machine still reaches
+        # full concurrency.
+        self.warmup = threading.Barrier(warmup) if warmup else None
         self.lock = threading.Lock()
         self.active = 0
         self.peak = 0
         self.calls = 0
+        self.calls_after_rejection = 0
+        self.rejected = False
         self.interrupted = threading.Event()
 
     def send(self, batch: Sequence[OutgoingEvent]) -> BatchOutcome:
         with self.lock:
             self.active += 1
             self.calls += 1
+            self.calls_after_rejection += self.rejected
             self.peak = max(self.peak, self.active)
+            warming = self.warmup is not None and self.calls <= self.warmup.parties
         try:
+            if warming and self.warmup is not None:
+                self.warmup.wait(timeout=5)
             self.interrupted.wait(self.delay)
             if self.fail_on is not None and self.fail_on(batch):
+                self.rejected = True
                 raise WriteKeyRejected(401)
             if self.interrupted.is_set():
                 return BatchOutcome([], [], 0, 0, None, unsent=list(batch))
@@ -594,7 +609,7 @@ def numbered_batches(count: int, pulled: list[int] | None = None) -> Iterator[li
 
 
 def test_sender_caps_in_flight_and_reports_in_the_calling_thread() -> None:
-    fake = FakeTransport(delay=0.02)
+    fake = FakeTransport(delay=0.02, warmup=3)
     pulled: list[int] = []
     reported: list[tuple[int, str]] = []
     caller = threading.get_ident()
@@ -627,7 +642,7 @@ def test_sender_rejected_key_settles_in_flight_batches_then_raises() -> None:
             numbered_batches(100), lambda b, o: reported.append(b[0].message_id)
         )
     assert poisoned not in reported
-    assert fake.calls <= 10  # stopped taking batches
+    assert fake.calls_after_rejection <= 3  # stopped taking batches once it saw the rejection
     assert len(reported) == fake.calls - 1  # everything else that was sent got reported
 
 
@@ -643,7 +658,7 @@ def test_sender_stop_reports_in_flight_batches_and_returns() -> None:
 
     sender.run(numbered_batches(1000), on_outcome)
     assert sender.stopped is True
-    assert fake.calls < 20
+    assert fake.calls <= 7  # the three reported plus at most four in flight
     assert len(reported) == fake.calls
     assert all(o.sent for o in reported)
 
@@ -661,15 +676,31 @@ def test_sender_ctrl_c_settles_in_flight_then_raises() -> None:
     assert sorted(reported) == sorted(event(i).message_id for i in range(4))
 
 
+def test_sender_real_sigint_while_waiting() -> None:
+    fake = FakeTransport(delay=0.05)
+    reported: list[BatchOutcome] = []
+    threading.Timer(0.15, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        Sender(fake, concurrency=4).run(numbered_batches(400), lambda b, o: reported.append(o))
+    assert 0 < fake.calls < 400
+    assert fake.calls - len(reported) <= 1  # at most a report cut short by the signal itself
+
+
 def test_sender_interrupts_the_transport_after_the_grace_period(
     segment_server: FakeSegment,
 ) -> None:
     segment_server.set_faults(fail_rate=1.0)
     slow = RetryPolicy(backoff_base=30.0, jitter=False)
-    http = HttpTransport(segment_server.url, segment_server.write_key, policy=slow)
+    stop_on_first_retry: list[Sender] = []
+    http = HttpTransport(
+        segment_server.url,
+        segment_server.write_key,
+        policy=slow,
+        on_retry=lambda status, reason: stop_on_first_retry[0].stop(),
+    )
     sender = Sender(http, concurrency=2, grace=0.2)
+    stop_on_first_retry.append(sender)
     reported: list[BatchOutcome] = []
-    threading.Timer(0.2, sender.stop).start()
     started = time.monotonic()
     sender.run(
         [events(3, run="a"), events(2, run="b"), events(9, run="c")],

@@ -33,7 +33,18 @@ class EventName(StrEnum):
         for name in cls:
             if wanted == name.name.lower():
                 return name
+        if wanted in _ALIASES:
+            return cls(_ALIASES[wanted])
         raise ValueError(f"unknown event name {text!r}; one of: {', '.join(n.value for n in cls)}")
+
+
+# Words people type for the six events.
+_ALIASES = {
+    "open": "Email Opened", "click": "Email Link Clicked", "bounce": "Email Bounced",
+    "unsubscribe": "Email Unsubscribed", "unsub": "Email Unsubscribed",
+    "complaint": "Email Marked as Spam", "spamcomplaint": "Email Marked as Spam",
+    "spam": "Email Marked as Spam", "delivery": "Email Delivered",
+}
 
 
 def _loose(text: str) -> str:

@@ -8,12 +8,22 @@ Schema (version 1):
 - ``event_counts``: events per (month, name), kept in step with ``events`` in the same
   transaction so ``status`` never scans millions of rows.
 - ``destinations``: endpoint + write-key fingerprint + messageId namespace (never the key).
-- ``deliveries``: (destination, key_hash) -> pending / sent / failed, when, by which run,
-  why. WITHOUT ROWID: the primary key is the only lookup path, so the row lives in it.
+- ``deliveries``: (destination, event id) -> pending / sent / failed, when, by which run,
+  why. Keyed by the event's insertion id, not its hash: a run plans and marks events it
+  just stored, whose ids are neighbours, so each commit touches a few pages at the end of
+  the tree instead of thousands of pages scattered by a random hash.
 - ``runs`` and ``files``: what each command did and which inputs were read to the end.
 
 Everything works in chunks through SQL: no call holds more than one chunk of keys in Python,
 whatever the size of the ledger.
+
+Commits are grouped. Each call is atomic (a savepoint), but store_events and plan_deliveries
+leave their transaction open until the next call that must be durable (mark_sent,
+mark_failed, the run's bookkeeping, close) or until the group is large or old. Inserting
+random 16-byte hashes into a big index dirties about one page per key; committing 5,000
+keys at a time rewrites thousands of pages per commit, grouping amortizes that. Losing an
+uncommitted group to a crash only loses work the next run redoes: nothing in it was
+acknowledged, because an acknowledgement commits everything before it.
 """
 
 from __future__ import annotations
@@ -43,6 +53,11 @@ RUN_STATUSES = frozenset(
 SELECT_CHUNK = 5000
 BUSY_TIMEOUT_MS = 5000
 CACHE_KIB = 65536
+GROUP_COMMIT_ROWS = 100_000
+GROUP_COMMIT_SECONDS = 2.0
+# Checkpoint when the WAL reaches 64 MiB, not SQLite's 4 MiB: a grouped commit can exceed
+# 4 MiB alone, and a checkpoint (an fsync) after every commit would dominate the cost.
+WAL_AUTOCHECKPOINT_PAGES = 16384
 MAX_REASON_CHARS = 500
 STATUS_REASONS = 20
 
@@ -100,12 +115,12 @@ _SCHEMA_V1 = (
     """
     CREATE TABLE deliveries (
         destination_id INTEGER NOT NULL REFERENCES destinations (id),
-        key_hash BLOB NOT NULL,
+        event_id INTEGER NOT NULL REFERENCES events (id),
         state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
         run_id INTEGER NOT NULL REFERENCES runs (id),
         changed_at INTEGER NOT NULL,
         reason TEXT,
-        PRIMARY KEY (destination_id, key_hash)
+        PRIMARY KEY (destination_id, event_id)
     ) WITHOUT ROWID
     """,
     # Partial: only failed rows are in it, so it costs nothing on the pending/sent hot path
@@ -140,28 +155,36 @@ _COUNT_NEW_EVENTS = """
 # An acknowledgement is a fact about the destination: nothing but a new acknowledgement
 # changes a sent row (a later failed re-send of a replay does not undo it).
 _SET_PENDING = """
-    INSERT INTO deliveries (destination_id, key_hash, state, run_id, changed_at)
+    INSERT INTO deliveries (destination_id, event_id, state, run_id, changed_at)
     VALUES (?, ?, 'pending', ?, ?)
-    ON CONFLICT (destination_id, key_hash) DO UPDATE SET
+    ON CONFLICT (destination_id, event_id) DO UPDATE SET
         state = 'pending', run_id = excluded.run_id, changed_at = excluded.changed_at,
         reason = NULL
     WHERE state != 'sent'
 """
 _SET_SENT = """
-    INSERT INTO deliveries (destination_id, key_hash, state, run_id, changed_at)
-    VALUES (?, ?, 'sent', ?, ?)
-    ON CONFLICT (destination_id, key_hash) DO UPDATE SET
+    INSERT INTO deliveries (destination_id, event_id, state, run_id, changed_at)
+    SELECT ?, id, 'sent', ?, ? FROM events WHERE key_hash IN ({marks})
+    ON CONFLICT (destination_id, event_id) DO UPDATE SET
         state = 'sent', run_id = excluded.run_id, changed_at = excluded.changed_at,
         reason = NULL
 """
 _SET_FAILED = """
-    INSERT INTO deliveries (destination_id, key_hash, state, run_id, changed_at, reason)
+    INSERT INTO deliveries (destination_id, event_id, state, run_id, changed_at, reason)
     VALUES (?, ?, 'failed', ?, ?, ?)
-    ON CONFLICT (destination_id, key_hash) DO UPDATE SET
+    ON CONFLICT (destination_id, event_id) DO UPDATE SET
         state = 'failed', run_id = excluded.run_id, changed_at = excluded.changed_at,
         reason = excluded.reason
     WHERE state != 'sent'
 """
+_DELIVERY_STATES = """
+    SELECT e.key_hash, e.id, d.state FROM events AS e
+    LEFT JOIN deliveries AS d ON d.destination_id = ? AND d.event_id = e.id
+    WHERE e.key_hash IN"""
+_COUNT_RECENTLY_SENT = """
+    SELECT count(*) FROM events AS e
+    JOIN deliveries AS d ON d.destination_id = ? AND d.event_id = e.id
+    WHERE d.state = 'sent' AND d.changed_at > ? AND e.key_hash IN"""
 _SELECT_EVENTS = """
     SELECT id, key_hash, key, name, ts_ms, payload FROM events
     WHERE (ts_ms, id) > (?, ?) AND ts_ms < ? {names}
@@ -216,6 +239,10 @@ class LedgerError(Exception):
     """The ledger can't be read or written; the message is one line for the user."""
 
 
+class _NotStored(Exception):
+    """A delivery for an event the ledger never stored."""
+
+
 class Ledger:
     """One open ledger. Writable ledgers hold the run lock until ``close``."""
 
@@ -236,6 +263,8 @@ class Ledger:
         # The sender may report outcomes from worker threads; one connection, one at a time.
         self._mutex = threading.RLock()
         self._own_runs: set[int] = set()
+        self._group_rows = 0
+        self._group_started = 0.0
         limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._in_chunk = max(1, min(_IN_CHUNK, limit - 8))
 
@@ -274,13 +303,14 @@ class Ledger:
         with _errors(self.path, "open"):
             _configure(conn)
             # WAL with synchronous=NORMAL: a commit is in the WAL file (the kernel's page
-            # cache) when COMMIT returns; only a checkpoint is fsynced. kill -9 of this
-            # process can't lose what the kernel already has, so an acknowledged event
+            # cache) when COMMIT returns; only checkpoints are fsynced. kill -9 of this
+            # process can't take back what the kernel already has, so an acknowledged event
             # stays marked sent. Power loss may roll back the last commits (never corrupt
             # the file): those events are re-sent with the same messageId, which Segment
             # drops as duplicates. FULL would fsync every commit for no gain against crashes.
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self.schema_version = _migrate(conn, self.path)
             conn.execute(_RUN_SEEN)
         _tighten_side_files(self.path)
@@ -315,17 +345,19 @@ class Ledger:
         return cls(path, connection, readonly=True, lock_fd=None, schema_version=0)
 
     def close(self) -> None:
-        """Close the database and release the run lock; safe to call twice."""
+        """Commit what is pending, close the database, release the run lock. Idempotent."""
         with self._mutex:
             conn, self._conn = self._conn, None
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    if not self.readonly:
-                        conn.execute("PRAGMA optimize")
-                    conn.close()
-            if self._lock_fd is not None:
-                _release_lock(self._lock_fd)
-                self._lock_fd = None
+            try:
+                if conn is not None and conn.in_transaction:
+                    with _errors(self.path, "save the last changes"):
+                        self._commit(conn)
+            finally:
+                if conn is not None:
+                    _close_quietly(conn, optimize=not self.readonly)
+                if self._lock_fd is not None:
+                    _release_lock(self._lock_fd)
+                    self._lock_fd = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -342,7 +374,7 @@ class Ledger:
 
     def start_run(self, command: str, options: dict[str, Any]) -> int:
         """Record a new run as running; ``options`` must already be free of secrets."""
-        with self._write("start a run") as conn:
+        with self._write("start a run", durable=True) as conn:
             cursor = conn.execute(
                 "INSERT INTO runs (command, options, pid, started_at, status)"
                 " VALUES (?, ?, ?, ?, 'running')",
@@ -355,7 +387,7 @@ class Ledger:
     def finish_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
         if status not in RUN_STATUSES or status == "running":
             raise ValueError(f"unknown final run status {status!r}")
-        with self._write("finish the run") as conn:
+        with self._write("finish the run", durable=True) as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, summary = ? WHERE id = ?",
                 (status, _now_ms(), _to_json(summary), run_id),
@@ -370,7 +402,7 @@ class Ledger:
         own = sorted(self._own_runs)
         marks = ",".join("?" * len(own))
         spared = f" AND id NOT IN ({marks})" if own else ""
-        with self._write("mark crashed runs") as conn:
+        with self._write("mark crashed runs", durable=True) as conn:
             cursor = conn.execute(
                 f"UPDATE runs SET status = 'crashed' WHERE status = 'running'{spared}", own
             )
@@ -379,7 +411,7 @@ class Ledger:
     def destination_id(self, destination: Destination) -> int:
         """The id of a destination, registering it the first time."""
         identity = (destination.endpoint, destination.key_fingerprint, destination.namespace)
-        with self._write("register the destination") as conn:
+        with self._write("register the destination", durable=True) as conn:
             conn.execute(
                 "INSERT INTO destinations (endpoint, key_fingerprint, namespace, created_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -397,13 +429,14 @@ class Ledger:
     def store_events(self, run_id: int, events: Sequence[StoredEvent]) -> list[str]:
         """Store events; for each, in order: "new", "duplicate" (this run) or "known".
 
-        A "known" event keeps the payload it was first stored with: the first one is what
-        an earlier run may already have delivered under this key's messageId, so replay
-        must re-send that and not whatever a later export of the same event parsed to.
-        It also spares a write per event when a whole backfill is run again.
+        Atomic; committed with the next durable call or group (see the module docstring).
+        A "known" event keeps the payload it was first stored with: that is what an
+        earlier run may already have delivered under this key's messageId, so a replay
+        must re-send it and not whatever a later export of the same event parses to. It
+        also spares a write per event when a whole backfill is run again.
         """
         states: list[str] = []
-        with self._write("store events") as conn:
+        with self._write("store events", rows=len(events)) as conn:
             for chunk in _chunks(events, self._in_chunk):
                 states.extend(_store_chunk(conn, run_id, chunk))
         return states
@@ -414,8 +447,8 @@ class Ledger:
         """Stored events with since <= time < until (and one of ``names``), in time order
         then insertion order, fetched a chunk at a time.
 
-        Each chunk is its own short query resuming after the last row (keyset paging), so
-        the caller may write to the ledger between items without holding a statement open.
+        Each chunk is its own short query resuming after the last row (keyset paging on
+        the time index), so the caller may write to the ledger between items.
         """
         self._connection("select events")
         return self._stream_events(since_ms, until_ms, list(names) if names else None)
@@ -457,37 +490,40 @@ class Ledger:
     def plan_deliveries(
         self, run_id: int, destination_id: int, key_hashes: Sequence[bytes]
     ) -> list[str]:
-        """For each hash: "sent" (acknowledged earlier, don't send) or "send".
+        """For each stored event: "sent" (acknowledged earlier, don't send) or "send".
 
-        Every "send" gets a pending row owned by ``run_id`` now, so a crash before its
-        acknowledgement leaves a visible trace that the next run picks up.
+        Every "send" gets a pending row owned by ``run_id``, so a run that dies before the
+        acknowledgement leaves a trace of what it was sending.
         """
         plans: list[str] = []
-        with self._write("plan deliveries") as conn:
+        with self._write("plan deliveries", rows=len(key_hashes)) as conn:
             for chunk in _chunks(key_hashes, self._in_chunk):
                 plans.extend(_plan_chunk(conn, run_id, destination_id, chunk))
         return plans
 
     def mark_sent(self, run_id: int, destination_id: int, key_hashes: Sequence[bytes]) -> None:
-        """Record acknowledged events; committed before this returns."""
+        """Record acknowledged events; committed (with all before it) when this returns."""
         now = _now_ms()
-        with self._write("mark events sent") as conn:
-            for chunk in _chunks(key_hashes, self._in_chunk):
-                conn.executemany(
-                    _SET_SENT, [(destination_id, value, run_id, now) for value in chunk]
-                )
+        with self._write("mark events sent", durable=True) as conn:
+            for chunk in _chunks(list(dict.fromkeys(key_hashes)), self._in_chunk):
+                sql = _SET_SENT.format(marks=",".join("?" * len(chunk)))
+                cursor = conn.execute(sql, (destination_id, run_id, now, *chunk))
+                # No WHERE on the upsert: every stored event in the chunk counts once.
+                _require_stored(len(chunk) - cursor.rowcount)
 
     def mark_failed(
         self, run_id: int, destination_id: int, failures: Sequence[tuple[bytes, str]]
     ) -> None:
         """Record events that could not be delivered, with the reason why."""
         now = _now_ms()
-        with self._write("mark events failed") as conn:
+        with self._write("mark events failed", durable=True) as conn:
             for chunk in _chunks(failures, self._in_chunk):
+                ids = _event_ids(conn, [value for value, _ in chunk])
+                _require_stored(len({value for value, _ in chunk} - ids.keys()))
                 conn.executemany(
                     _SET_FAILED,
                     [
-                        (destination_id, value, run_id, now, reason[:MAX_REASON_CHARS])
+                        (destination_id, ids[value], run_id, now, reason[:MAX_REASON_CHARS])
                         for value, reason in chunk
                     ],
                 )
@@ -500,13 +536,8 @@ class Ledger:
         total = 0
         with self._read("check recent sends") as conn:
             for chunk in _chunks(list(dict.fromkeys(key_hashes)), self._in_chunk):
-                row = conn.execute(
-                    "SELECT count(*) FROM deliveries WHERE destination_id = ?"
-                    " AND state = 'sent' AND changed_at > ?"
-                    f" AND key_hash IN ({','.join('?' * len(chunk))})",
-                    (destination_id, cutoff, *chunk),
-                ).fetchone()
-                total += int(row[0])
+                rows = _select_in(conn, _COUNT_RECENTLY_SENT, chunk, destination_id, cutoff)
+                total += int(rows[0][0]) if rows else 0
         return total
 
     # -- files, status, health -------------------------------------------------------------
@@ -515,7 +546,7 @@ class Ledger:
         self, run_id: int, path: str, size: int | None, mtime: float | None, records: int
     ) -> None:
         """Record that ``path`` was read to the end by ``run_id``."""
-        with self._write("record the input file") as conn:
+        with self._write("record the input file", durable=True) as conn:
             conn.execute(
                 "INSERT INTO files (path, size, mtime, records, run_id, read_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
@@ -526,19 +557,15 @@ class Ledger:
 
     def status(self, *, runs: int = 10, files: int = 20) -> dict[str, Any]:
         """Counts by event, destination and state, the last runs and the last files read."""
-        with self._read("read the status") as conn:
-            conn.execute("BEGIN")  # one snapshot: the counts agree with each other
-            try:
-                return {
-                    "path": str(self.path),
-                    "schema_version": self.schema_version,
-                    "events": _event_totals(conn),
-                    "destinations": _destination_totals(conn),
-                    "runs": _last_runs(conn, runs),
-                    "files": _last_files(conn, files),
-                }
-            finally:
-                conn.execute("COMMIT")
+        with self._read("read the status") as conn, _snapshot(conn):
+            return {
+                "path": str(self.path),
+                "schema_version": self.schema_version,
+                "events": _event_totals(conn),
+                "destinations": _destination_totals(conn),
+                "runs": _last_runs(conn, runs),
+                "files": _last_files(conn, files),
+            }
 
     def integrity_ok(self) -> bool:
         """PRAGMA integrity_check; a file too damaged to check is not ok either."""
@@ -564,19 +591,43 @@ class Ledger:
             yield conn
 
     @contextlib.contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        """One transaction: committed on success, rolled back on any error or interrupt."""
+    def _write(
+        self, action: str, *, durable: bool = False, rows: int = 0
+    ) -> Iterator[sqlite3.Connection]:
+        """One atomic call: undone on any error or interrupt, committed when ``durable``
+        or when the open group is big or old enough."""
         conn = self._connection(action)
         if self.readonly:
             raise LedgerError(f"ledger {self.path} is open read-only; cannot {action}")
         with self._mutex, _errors(self.path, action):
-            conn.execute("BEGIN IMMEDIATE")
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+                self._group_rows, self._group_started = 0, time.monotonic()
+            conn.execute("SAVEPOINT call")
             try:
                 yield conn
-                conn.execute("COMMIT")
+                conn.execute("RELEASE call")
             except BaseException:
-                _rollback(conn)
+                _undo_call(conn)
                 raise
+            self._group_rows += rows
+            if durable or self._group_is_due():
+                self._commit(conn)
+
+    def _group_is_due(self) -> bool:
+        return (
+            self._group_rows >= GROUP_COMMIT_ROWS
+            or time.monotonic() - self._group_started >= GROUP_COMMIT_SECONDS
+        )
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        finally:
+            self._group_rows = 0
 
 
 # -- the chunked work ----------------------------------------------------------------------
@@ -634,23 +685,27 @@ def _classify(
 def _plan_chunk(
     conn: sqlite3.Connection, run_id: int, destination_id: int, chunk: Sequence[bytes]
 ) -> list[str]:
-    unique = list(dict.fromkeys(chunk))
-    sent = {
-        row[0]
-        for row in _select_in(
-            conn,
-            "SELECT key_hash FROM deliveries"
-            " WHERE destination_id = ? AND state = 'sent' AND key_hash IN",
-            unique,
-            destination_id,
-        )
-    }
+    rows = _select_in(conn, _DELIVERY_STATES, list(dict.fromkeys(chunk)), destination_id)
+    sent = {value for value, _, state in rows if state == "sent"}
+    _require_stored(len(set(chunk)) - len(rows))
     now = _now_ms()
     conn.executemany(
         _SET_PENDING,
-        [(destination_id, value, run_id, now) for value in unique if value not in sent],
+        [(destination_id, event_id, run_id, now) for _, event_id, state in rows if state != "sent"],
     )
     return ["sent" if value in sent else "send" for value in chunk]
+
+
+def _event_ids(conn: sqlite3.Connection, values: Sequence[bytes]) -> dict[bytes, int]:
+    rows = _select_in(conn, "SELECT key_hash, id FROM events WHERE key_hash IN", values)
+    return dict(rows)
+
+
+def _require_stored(missing: int) -> None:
+    # Deliveries hang off stored events; a hash the ledger never stored is a caller's bug
+    # that must not pass silently as "sent".
+    if missing > 0:
+        raise _NotStored(f"{missing} of these events were never stored in the ledger")
 
 
 def _select_in(
@@ -884,6 +939,35 @@ def _has_tables(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
 
 
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """A read transaction, so that several queries see one state of the file."""
+    if conn.in_transaction:  # our own open group: already one consistent view
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        _rollback(conn)
+
+
+def _undo_call(conn: sqlite3.Connection) -> None:
+    # After disk-full or I/O errors SQLite may have rolled back the whole transaction
+    # already; then there is no savepoint left to return to.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK TO call")
+            conn.execute("RELEASE call")
+
+
+def _close_quietly(conn: sqlite3.Connection, *, optimize: bool) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        if optimize:
+            conn.execute("PRAGMA optimize")
+        conn.close()
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     # The original error matters more than a failed rollback (SQLite rolls back anyway
     # when the connection closes).
@@ -897,7 +981,7 @@ def _errors(path: Path, action: str) -> Iterator[None]:
     """Turn sqlite3 and OS errors into one LedgerError line."""
     try:
         yield
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, _NotStored) as exc:
         raise LedgerError(_describe(path, action, str(exc) or type(exc).__name__)) from exc
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""

@@ -353,6 +353,8 @@ def _check_endpoint(settings: RunSettings) -> None:
 def _file_recorder(run: Run) -> Callable[[RecordReader, FileReport], None]:
     def record(reader: RecordReader, file_report: FileReport) -> None:
         assert run.ledger is not None and run.run_id is not None
+        if reader.stream_error is not None:  # cut short: not read to the end
+            return
         path = Path(reader.source)
         stat = path.stat() if reader.source != "-" and path.exists() else None
         run.ledger.mark_file(

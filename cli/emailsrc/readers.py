@@ -29,12 +29,13 @@ Memory stays bounded: lines are read one at a time, and no record (a line, or a 
 spanning lines) may exceed `MAX_RECORD_BYTES`; a bigger one becomes an error record and
 reading goes on after it.
 
-Error reasons read ``<stable category>[: <detail>]``: ``invalid UTF-8``,
-``malformed CSV: ...``, ``malformed JSON: ...``, ``not a JSON object: ...``,
-``row has N fields, header has M``, ``record too large: ...``. When the stream itself fails
-part-way, iteration yields one last record with ``file truncated: ...`` (the compressed
-stream ends early), ``file corrupt: ...`` (bad compressed data) or ``read error: ...``, and
-stops; `RecordReader.stream_error` then holds that reason.
+Error reasons read ``<stable category>[: <detail>]``, the category free of per-record
+values so that summaries can count by it: ``invalid UTF-8``, ``malformed CSV: ...``,
+``malformed JSON: ...``, ``not a JSON object: ...``, ``wrong number of fields: ...``,
+``record too large: ...``. When the stream itself fails part-way, iteration yields one last
+record with ``file truncated: ...`` (the compressed stream ends early), ``file corrupt: ...``
+(bad compressed data) or ``read error: ...``, and stops; `RecordReader.stream_error` then
+holds that reason, so a caller can tell a file read to its end from one cut short.
 """
 
 from __future__ import annotations
@@ -138,7 +139,9 @@ class _Source(io.RawIOBase):
 
     def __init__(self, inner: _Readable) -> None:
         super().__init__()
-        self._inner = inner
+        # read1 where there is one: GzipFile.read raises on a truncated stream and drops
+        # what it had decompressed, while read1 hands that over first.
+        self._read = getattr(inner, "read1", inner.read)
         self._prefix = b""
         self.count = 0
         self.error: BaseException | None = None
@@ -155,7 +158,7 @@ class _Source(io.RawIOBase):
             return size
         if self.error is not None:
             raise self.error
-        data = self._inner.read(len(view))
+        data = self._read(len(view))
         size = len(data) if data else 0
         view[:size] = data or b""
         self.count += size
@@ -164,7 +167,7 @@ class _Source(io.RawIOBase):
     def lookahead(self, size: int) -> bytes:
         """At least `size` bytes ahead (fewer only at the end), without consuming them."""
         while len(self._prefix) < size and self.error is None:
-            data = self._inner.read(max(size - len(self._prefix), _CHUNK_BYTES))
+            data = self._read(max(size - len(self._prefix), _CHUNK_BYTES))
             if not data:
                 break
             self.count += len(data)
@@ -300,7 +303,7 @@ def _open_stream(
     try:
         gzipped = disk.lookahead(2)[:2] == _GZIP_MAGIC
     except _READ_ERRORS as exc:
-        raise InputError(f"{name}: cannot read ({_describe(exc)})") from None
+        raise InputError(_open_failure(name, exc, gzipped=False)) from None
     text = disk
     if gzipped:
         archive = gzip.GzipFile(fileobj=disk, mode="rb")
@@ -309,6 +312,7 @@ def _open_stream(
     offset, line = _skip_blank_start(text, name, gzipped)
     sample = _sample(text)
     stream = io.BufferedReader(text, buffer_size=_BUFFER_BYTES)
+    closers.insert(0, stream)
     kind = kind or _detect_kind(path, sample, name)
     if kind == "csv":
         csv_source = _CsvSource(stream, path, name, offset, line, _delimiter(sample))
@@ -358,10 +362,14 @@ def _sample(text: _Source) -> bytes:
 
 
 def _open_failure(name: str, exc: BaseException, gzipped: bool) -> str:
-    if gzipped and isinstance(exc, EOFError):
-        return f"{name}: not a valid gzip file (it ends early; re-download or re-export it)"
-    if gzipped and isinstance(exc, gzip.BadGzipFile | zlib.error):
-        return f"{name}: not a valid gzip file ({exc}); re-download or re-export it"
+    """The InputError message for a read that failed before any record could be read."""
+    if gzipped and isinstance(exc, EOFError | gzip.BadGzipFile | zlib.error):
+        detail = "it ends early" if isinstance(exc, EOFError) else str(exc)
+        return f"{name}: not a valid gzip file ({detail}); re-download or re-export it"
+    if isinstance(exc, EOFError):
+        return f"{name}: file truncated ({_describe(exc)}); re-download or re-export it"
+    if isinstance(exc, gzip.BadGzipFile | zlib.error):
+        return f"{name}: file corrupt ({_describe(exc)}); re-download or re-export it"
     return f"{name}: cannot read ({_describe(exc)})"
 
 
@@ -482,17 +490,25 @@ class _CsvSource:
         try:
             row = next(self._reader, None)
         except csv.Error as exc:
+            if "new-line character" in str(exc):
+                raise InputError(
+                    f"{name}: lines end in CR only (old Mac style); convert them to LF or CRLF"
+                ) from None
             raise InputError(f"{name}: cannot read the CSV header row ({exc})") from None
         except _TooLarge:
             raise InputError(
                 f"{name}: the header row is over {_mib(MAX_RECORD_BYTES)}; is this a CSV export?"
             ) from None
         except _READ_ERRORS as exc:
-            raise InputError(f"{name}: cannot read the CSV header row ({_describe(exc)})") from None
+            raise InputError(_open_failure(name, exc, gzipped=False)) from None
         if row is None:  # only a BOM and blank lines; already refused, but stay safe
             raise InputError(f"{name}: file is empty")
         if self.bad_utf8:
             raise InputError(f"{name}: the header row is not valid UTF-8; save the file as UTF-8")
+        if any("\x00" in cell for cell in row):
+            raise InputError(
+                f"{name}: the header row holds NUL bytes (UTF-16 or binary?); save it as UTF-8 CSV"
+            )
         self._take_pending()
         self.columns = _column_names(row)
         return self.columns
@@ -509,7 +525,7 @@ class _CsvSource:
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield self._reject(f"malformed CSV: {exc}")
+                yield self._reject(f"malformed CSV: {_csv_problem(exc)}")
                 continue
             except _TooLarge:
                 yield self._reject(f"record too large: over {_mib(MAX_RECORD_BYTES)}")
@@ -535,7 +551,7 @@ class _CsvSource:
             elif not row or (len(row) == 1 and not row[0].strip()):
                 continue  # a blank line
             else:
-                error = f"row has {len(row)} fields, header has {width}"
+                error = f"wrong number of fields: row has {len(row)}, header has {width}"
                 raw = _cap(text.rstrip("\r\n"))
                 yield Record(source, self.row_line, self.row_offset, None, raw, error)
 
@@ -551,6 +567,11 @@ class _CsvSource:
     def _reject(self, error: str) -> Record:
         line, offset = self.row_line, self.row_offset
         return Record(self._source, line, offset, None, self._take_pending(), error)
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    # csv's advice on this one ("open the file with newline=''") speaks to programmers.
+    return str(exc).split(" - do you need", 1)[0]
 
 
 def _column_names(row: list[str]) -> list[str]:
@@ -596,7 +617,7 @@ def _open_json(
     try:
         first = stream.readline(MAX_RECORD_BYTES)
     except _READ_ERRORS as exc:
-        raise InputError(f"{name}: cannot read ({_describe(exc)})") from None
+        raise InputError(_open_failure(name, exc, gzipped=False)) from None
     if _starts_document(first, source):
         text = _read_document(stream, first, name, offset)
         return _document_records(text, source, offset, line)
@@ -624,7 +645,7 @@ def _read_document(stream: io.BufferedReader, first: bytes, name: str, offset: i
             chunks.append(chunk)
             size += len(chunk)
     except _READ_ERRORS as exc:
-        raise InputError(f"{name}: cannot read ({_describe(exc)})") from None
+        raise InputError(_open_failure(name, exc, gzipped=False)) from None
     if size > MAX_DOCUMENT_BYTES:
         raise InputError(
             f"{name}: a JSON document over {_mib(MAX_DOCUMENT_BYTES)}; convert it to JSON lines "
@@ -699,7 +720,10 @@ def _json_error(
     except UnicodeDecodeError:
         error = "invalid UTF-8"
     else:
-        error = f"malformed JSON: {exc.msg} at column {exc.colno}"
+        # Counted from the position, not orjson's column: a parser that runs off the end
+        # of the line reports a column on the next line.
+        column = min(exc.pos, len(data.rstrip(b"\r\n"))) + 1
+        error = f"malformed JSON: {exc.msg} at column {column}"
     return Record(source, line, offset, None, _line_text(data), error)
 
 
@@ -827,7 +851,10 @@ def _document_error(
         reason = f"{exc.msg} at line {first_line + exc.lineno - 1} column {exc.colno}"
     else:
         reason = f"expected ',' or ']' at line {line}"
-    raw = _cap(text[pos : pos + RAW_CAP + 1])
+    rest = len(text) - pos
+    raw = text[pos : pos + RAW_CAP]
+    if rest > RAW_CAP:
+        raw = f"{raw}...[truncated {rest - RAW_CAP} chars]"
     return Record(source, line, offset, None, raw, f"malformed JSON: {reason}")
 
 

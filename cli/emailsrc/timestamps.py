@@ -85,6 +85,8 @@ def _from_text(text: str, original: str) -> datetime:
             except (ValueError, OverflowError):
                 # The free-form parser guesses: '03/04/2025' month-first, '17 Mar' this
                 # year. A guessed date is a wrong date, so only unambiguous text gets there.
+                if not any(ch.isdigit() for ch in text):
+                    raise TimestampError(f"unparseable timestamp: {_show(original)}") from None
                 if re.search(r"\d{4}", text) is None or re.match(r"\d{1,2}[/.-]\d{1,2}[/.-]", text):
                     raise TimestampError(f"ambiguous timestamp: {_show(original)}") from None
                 try:

@@ -36,7 +36,7 @@ USER_AGENT = f"emailsrc/{__version__}"
 BATCH_PATH = "/v1/batch"
 # Retry-After beyond this is treated as a misconfigured header, not an instruction.
 MAX_RETRY_AFTER = 300.0
-# Level 1 deflates a typical batch about twice as fast as level 6 for ~15% more bytes;
+# Level 1 deflates a typical batch about twice as fast as level 6 for ~20% more bytes;
 # the event rate cap, not bandwidth, is what bounds a real run.
 DEFAULT_GZIP_LEVEL = 1
 INTERRUPTED = "interrupted before it could be sent"
@@ -466,7 +466,8 @@ class HttpTransport:
             if attempt >= self._policy.max_attempts or (
                 budget is not None and waited + delay > budget
             ):
-                return "fail", f"retry budget spent after {attempt} attempts: {result.reason}"
+                tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+                return "fail", f"retry budget spent after {tries}: {result.reason}"
             if self._on_retry is not None:
                 self._on_retry(result.status, result.reason)
             self._sleep(delay)
@@ -539,6 +540,10 @@ class SdkTransport:
     - Only track events; a 401/403 is seen through on_error and raised as
       WriteKeyRejected once the batch is flushed.
     - Stopping cannot cut the SDK's waits short: a batch in its retry loop is waited for.
+    - The SDK measures sizes with json.dumps (spaces, \\u escapes), so an event near 32 KB
+      of non-ASCII text can be refused here though HttpTransport would send it; and its
+      own batching can overshoot 500 KB by one event, so batches are fed to it in chunks
+      it cannot overfill. Each flush also waits up to `upload_interval` for a full upload.
     """
 
     def __init__(

@@ -127,9 +127,10 @@ def _failed(event: Mapping[str, Any]) -> Conversion:
         return skip(SUPPRESSED, failure)
     status = event.get("delivery-status")
     status = status if isinstance(status, Mapping) else {}
+    reported = (text(status.get("bounce-type")) or "").lower()
     bounce = {
         "bounce_type": _FAILURE_BOUNCE_TYPES.get(failure)
-        or (text(status.get("bounce-type")) or HARD).lower(),
+        or (reported if reported in (HARD, SOFT) else HARD),
         "bounce_subtype": failure or None,
         "reason": text(status.get("message")) or text(status.get("description")),
         "smtp_status": text(status.get("code")),
@@ -138,12 +139,11 @@ def _failed(event: Mapping[str, Any]) -> Conversion:
 
 
 def _engagement(event: Mapping[str, Any], name: EventName) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
     if name in (EventName.OPENED, EventName.CLICKED):
-        extra["bot"] = text(dig(event, *_BOT_FIELD))
+        return {"bot": text(dig(event, *_BOT_FIELD))}
     if name is EventName.UNSUBSCRIBED:
-        extra["list_id"] = text(dig(event, "mailing-list", "address"))
-    return extra
+        return {"list_id": text(dig(event, "mailing-list", "address"))}
+    return {}
 
 
 def _event(event: Mapping[str, Any], name: EventName, extra: dict[str, Any]) -> EmailEvent:
@@ -151,7 +151,6 @@ def _event(event: Mapping[str, Any], name: EventName, extra: dict[str, Any]) -> 
     user_id, user_key = find_user_id(variables)
     recipient = clean_email(event.get("recipient"))
     require_identity(recipient, user_id)
-    bot = text(dig(event, *_BOT_FIELD))
     return EmailEvent(
         name=name,
         timestamp=parse_timestamp(event.get("timestamp")),
@@ -162,7 +161,7 @@ def _event(event: Mapping[str, Any], name: EventName, extra: dict[str, Any]) -> 
         # Mailgun's event id is only "unique within a day": the composite key is safer.
         event_id=None,
         link_url=text(event.get("url")) if name is EventName.CLICKED else None,
-        machine_open=name is EventName.OPENED and bot is not None,
+        machine_open=name is EventName.OPENED and extra.get("bot") is not None,
         properties=merge_properties(
             {**_standard(event), **extra},
             custom_properties(variables, skip_keys=[user_key] if user_key else []),
@@ -172,7 +171,8 @@ def _event(event: Mapping[str, Any], name: EventName, extra: dict[str, Any]) -> 
 
 def _standard(event: Mapping[str, Any]) -> dict[str, Any]:
     tags = tag_list(event.get("tags"))
-    campaigns = [c for c in event.get("campaigns") or [] if isinstance(c, Mapping)]
+    listed = event.get("campaigns")
+    campaigns = [c for c in listed if isinstance(c, Mapping)] if isinstance(listed, list) else []
     campaign = campaigns[0] if len(campaigns) == 1 else {}
     return {
         "email_subject": text(dig(event, "message", "headers", "subject")),

@@ -121,7 +121,7 @@ def _is_event(data: Mapping[str, Any]) -> bool:
 
 
 def _is_sync(data: Mapping[str, Any]) -> bool:
-    return data.get("type") in _SYNC_TYPES and "event" not in data and "action" in data
+    return text(data.get("type")) in _SYNC_TYPES and "event" not in data and "action" in data
 
 
 def _event(

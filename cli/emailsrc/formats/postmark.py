@@ -96,8 +96,7 @@ class PostmarkFormat(Format):
             return False
         if "TotalCount" in sample:
             return any(isinstance(sample.get(key), list) for key in _PAGES)
-        record = sample.get("RecordType")
-        return record in _RECORDS and any(
+        return text(sample.get("RecordType")) in _RECORDS and any(
             key in sample for key in ("MessageID", "Recipient", "Email")
         )
 
@@ -106,7 +105,8 @@ class PostmarkFormat(Format):
             yield data
             return
         for key, record_type in _PAGES.items():
-            for item in data.get(key) or []:
+            items = data.get(key)
+            for item in items if isinstance(items, list) else []:
                 yield {"RecordType": record_type, **item} if isinstance(item, Mapping) else {}
 
     def convert(self, data: Mapping[str, Any]) -> Conversion:
@@ -159,7 +159,7 @@ def _bounce(data: Mapping[str, Any]) -> Conversion:
         return skip(_BOUNCE_SKIPS[kind], kind)
     if kind == "Unsubscribe":
         # An unsubscribe request that arrived as a bounce (a reply, a list-unsubscribe mail).
-        return [_event(data, "Bounce", EventName.UNSUBSCRIBED, {})]
+        return [_event(data, "Bounce", EventName.UNSUBSCRIBED, _stream_list(data))]
     if kind == "SpamComplaint":
         return [_event(data, "Bounce", EventName.SPAM, {})]
     if kind not in _BOUNCES:
@@ -185,7 +185,12 @@ def _subscription_change(data: Mapping[str, Any]) -> Conversion:
     if origin != "Recipient":
         # The sender or Postmark support suppressed the address, not the recipient.
         return skip(NOT_EMAIL_EVENT, f"suppression by {origin}")
-    return [_event(data, "SubscriptionChange", EventName.UNSUBSCRIBED, {})]
+    return [_event(data, "SubscriptionChange", EventName.UNSUBSCRIBED, _stream_list(data))]
+
+
+def _stream_list(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Postmark keeps one suppression list per message stream: the stream is the list."""
+    return {"list_id": text(data.get("MessageStream"))}
 
 
 def _extra(data: Mapping[str, Any], record: str) -> dict[str, Any]:

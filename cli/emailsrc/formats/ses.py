@@ -7,6 +7,7 @@ complaint in the same record.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from ..events import EmailEvent, EventName, RecordRejected
@@ -103,19 +104,19 @@ class SesFormat(Format):
         return convert(data, mail)
 
     def mapping_table(self) -> list[MappingRow]:
+        suppressed = f"skipped: {SUPPRESSED}"
         return [
-            MappingRow("Delivery (one per delivery.recipients)", EventName.DELIVERED.value),
+            MappingRow("Delivery (per recipient)", EventName.DELIVERED.value),
             MappingRow("Open", EventName.OPENED.value),
             MappingRow("Click", EventName.CLICKED.value),
-            MappingRow("Bounce Permanent (one per bouncedRecipients)", "Email Bounced (hard)"),
-            MappingRow("Bounce Transient", "Email Bounced (soft)"),
-            MappingRow("Bounce Undetermined", "Email Bounced (undetermined)"),
-            MappingRow(
-                "Bounce Permanent/Suppressed, OnAccountSuppressionList", f"skipped: {SUPPRESSED}"
-            ),
-            MappingRow("Complaint (one per complainedRecipients)", EventName.SPAM.value),
-            MappingRow("Complaint OnAccountSuppressionList", f"skipped: {SUPPRESSED}"),
-            MappingRow("Complaint feedback type not-spam", f"skipped: {NOT_A_COMPLAINT}"),
+            MappingRow("Bounce Permanent (per recipient)", "Email Bounced (hard)"),
+            MappingRow("Bounce Transient (per recipient)", "Email Bounced (soft)"),
+            MappingRow("Bounce Undetermined (per recipient)", "Email Bounced (undetermined)"),
+            MappingRow("Bounce Permanent/Suppressed", suppressed),
+            MappingRow("Bounce Permanent/OnAccountSuppressionList", suppressed),
+            MappingRow("Complaint (per recipient)", EventName.SPAM.value),
+            MappingRow("Complaint OnAccountSuppressionList", suppressed),
+            MappingRow("Complaint feedback not-spam", f"skipped: {NOT_A_COMPLAINT}"),
             MappingRow("Subscription (opt-out)", EventName.UNSUBSCRIBED.value),
             MappingRow("Subscription (opt-in)", f"skipped: {NOT_EMAIL_EVENT}"),
             *[MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()],
@@ -131,13 +132,14 @@ def _is_ses(data: Mapping[str, Any]) -> bool:
 def _is_sns(data: Mapping[str, Any]) -> bool:
     if not isinstance(data.get("TopicArn"), str) or not isinstance(data.get("Message"), str):
         return False
-    if data.get("Type") in _SNS_CONTROL:
+    sns_type = text(data.get("Type"))
+    if sns_type in _SNS_CONTROL:
         return True
     try:
         inner = embedded_json(data["Message"], "SNS Message")
     except RecordRejected:
         return False
-    return data.get("Type") == "Notification" and isinstance(inner, Mapping) and _is_ses(inner)
+    return sns_type == "Notification" and isinstance(inner, Mapping) and _is_ses(inner)
 
 
 def _event_type(data: Mapping[str, Any]) -> str | None:
@@ -195,7 +197,8 @@ def _complaint(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
 
 def _open(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
     opened = _section(data, "open")
-    return [_event(mail, EventName.OPENED, opened.get("timestamp"), _sole_recipient(mail), {})]
+    address, count = _sole_recipient(mail)
+    return [_event(mail, EventName.OPENED, opened.get("timestamp"), address, {}, count)]
 
 
 def _click(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
@@ -203,9 +206,9 @@ def _click(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
     link_tags = _flat(click.get("linkTags"))
     link_id = next((v for k, v in link_tags.items() if loose_key(k) == "linkid"), None)
     extra = {"link_id": text(link_id), "link_tags": link_tags or None}
-    event = _event(mail, EventName.CLICKED, click.get("timestamp"), _sole_recipient(mail), extra)
-    event.link_url = text(click.get("link"))
-    return [event]
+    address, count = _sole_recipient(mail)
+    event = _event(mail, EventName.CLICKED, click.get("timestamp"), address, extra, count)
+    return [replace(event, link_url=text(click.get("link")))]
 
 
 def _subscription(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
@@ -219,8 +222,8 @@ def _subscription(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversio
         "topics": None if everything else topics,
         "unsubscribe_all": everything,
     }
-    recipient = _sole_recipient(mail)
-    return [_event(mail, EventName.UNSUBSCRIBED, change.get("timestamp"), recipient, extra)]
+    address, count = _sole_recipient(mail)
+    return [_event(mail, EventName.UNSUBSCRIBED, change.get("timestamp"), address, extra, count)]
 
 
 def _opted_out_topics(change: Mapping[str, Any]) -> list[str]:
@@ -256,14 +259,14 @@ def _event(
     moment: object,
     address: object,
     extra: dict[str, Any],
+    destinations: int = 1,
 ) -> EmailEvent:
     tags = _custom_tags(mail)
     user_id, user_key = find_user_id(tags)
     recipient = clean_email(address)
-    if recipient is None and user_id is None and address is _AMBIGUOUS:
-        count = len(_addresses(mail.get("destination")))
+    if recipient is None and user_id is None and destinations > 1:
         raise RecordRejected(
-            f"ambiguous recipient: {name.value} on a message to {count} recipients"
+            f"ambiguous recipient: {name.value} on a message to {destinations} recipients"
         )
     require_identity(recipient, user_id)
     standard = {
@@ -286,14 +289,11 @@ def _event(
     )
 
 
-# Opens, clicks and subscription changes name no recipient: SES only lists the message's
-# destinations, which identify the person only when there is one.
-_AMBIGUOUS = object()
-
-
-def _sole_recipient(mail: Mapping[str, Any]) -> object:
+def _sole_recipient(mail: Mapping[str, Any]) -> tuple[str | None, int]:
+    """Opens, clicks and subscription changes name no recipient: SES only lists the
+    message's destinations, which identify the person only when there is one."""
     destinations = _addresses(mail.get("destination"))
-    return destinations[0] if len(destinations) == 1 else _AMBIGUOUS
+    return (destinations[0] if len(destinations) == 1 else None), len(destinations)
 
 
 def _custom_tags(mail: Mapping[str, Any]) -> dict[str, Any]:

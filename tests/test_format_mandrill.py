@@ -1,0 +1,286 @@
+"""Mailchimp Transactional (Mandrill) format: mandrill_events bodies, events, sample export."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
+from emailsrc.formats import all_formats, detect_format, get_format
+
+FORMAT = get_format("mandrill")
+SAMPLE = (
+    Path(__file__).resolve().parent.parent / "sample_exports" / "mandrill_webhooks_2025-07.jsonl"
+)
+MESSAGE_ID = "5d0a1f8e2c7b4a3996e1d2c3b4a5f607"
+
+
+def event(kind: str, msg: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    message = {
+        "ts": 1752051600,
+        "_id": MESSAGE_ID,
+        "state": "sent",
+        "subject": "Your trial ends in 3 days",
+        "email": "abby.ross@example.com",
+        "sender": "hello@example.com",
+        "tags": ["trial"],
+        "metadata": {"user_id": "org_4101"},
+        "template": "trial-ending",
+        "subaccount": None,
+    }
+    message.update(msg or {})
+    data = {"event": kind, "_id": MESSAGE_ID, "msg": message, "ts": 1752071117}
+    data.update(fields)
+    return data
+
+
+def one(data: dict[str, Any]) -> EmailEvent:
+    result = FORMAT.convert(data)
+    assert isinstance(result, list) and len(result) == 1, result
+    return result[0]
+
+
+def test_open_is_fully_mapped() -> None:
+    data = event("open", ip="203.0.113.45", user_agent_parsed={"type": "Email client"})
+    assert one(data) == EmailEvent(
+        name=EventName.OPENED,
+        timestamp=datetime(2025, 7, 9, 14, 25, 17, tzinfo=UTC),
+        provider="mandrill",
+        recipient="abby.ross@example.com",
+        user_id="org_4101",
+        email_id=MESSAGE_ID,
+        event_id=None,
+        machine_open=False,
+        properties={
+            "email_subject": "Your trial ends in 3 days",
+            "campaign_name": "trial",
+            "tags": ["trial"],
+            "template_name": "trial-ending",
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("parsed", "machine"),
+    [
+        ({"type": "Robot"}, True),
+        ({"type": "robot"}, True),
+        ({"type": "Browser"}, False),
+        (None, False),
+    ],
+)
+def test_robot_user_agents_are_machine_opens(parsed: dict[str, str] | None, machine: bool) -> None:
+    assert one(event("open", user_agent_parsed=parsed)).machine_open is machine
+
+
+def test_click_carries_the_url() -> None:
+    result = one(event("click", url="https://app.example.com/upgrade"))
+    assert (result.name, result.link_url) == (EventName.CLICKED, "https://app.example.com/upgrade")
+
+
+@pytest.mark.parametrize(
+    ("kind", "bounce_type"), [("hard_bounce", "hard"), ("soft_bounce", "soft")]
+)
+def test_bounces(kind: str, bounce_type: str) -> None:
+    msg = {"state": "bounced", "bounce_description": "mailbox_full", "diag": "smtp;452 4.2.2 full"}
+    result = one(event(kind, msg))
+    assert result.name is EventName.BOUNCED
+    assert result.properties["bounce_type"] == bounce_type
+    assert result.properties["bounce_subtype"] == "mailbox_full"
+    assert result.properties["reason"] == "smtp;452 4.2.2 full"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [("spam", EventName.SPAM), ("unsub", EventName.UNSUBSCRIBED)]
+)
+def test_spam_and_unsubscribe(kind: str, name: EventName) -> None:
+    assert one(event(kind)).name is name
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("send", "not an email event: send"),
+        ("deferral", "deferral: deferral"),
+        ("reject", "suppressed before sending: reject"),
+        ("inbound", "not an email event: inbound"),
+    ],
+)
+def test_skips(kind: str, reason: str) -> None:
+    assert FORMAT.convert(event(kind)) == Skip(reason)
+
+
+def test_sync_events_are_skipped() -> None:
+    sync = {"type": "blacklist", "action": "add", "reject": {"email": "a@example.com"}, "ts": 1}
+    assert FORMAT.convert(sync) == Skip("not an email event: blacklist sync")
+
+
+def test_unknown_event_and_shapes_are_rejected() -> None:
+    with pytest.raises(RecordRejected, match=r"^unknown event type: 'teleport'$"):
+        FORMAT.convert(event("teleport"))
+    with pytest.raises(RecordRejected, match=r"^unknown record shape: no Mandrill msg object$"):
+        FORMAT.convert({"event": "open", "ts": 1752071117})
+    with pytest.raises(RecordRejected, match=r"^unknown record shape"):
+        FORMAT.convert({"ts": 1752071117})
+
+
+def test_numeric_metadata_user_id_and_other_metadata() -> None:
+    result = one(event("open", {"metadata": {"user_id": 111, "plan": "trial", "event": "x"}}))
+    assert result.user_id == "111"
+    assert (result.properties["plan"], result.properties["custom_event"]) == ("trial", "x")
+
+
+def test_no_recipient_and_no_user_id_is_rejected() -> None:
+    with pytest.raises(RecordRejected, match="no recipient and no user id"):
+        FORMAT.convert(event("open", {"email": None, "metadata": {}}))
+
+
+def test_explode_a_json_string_body() -> None:
+    body = {"mandrill_events": json.dumps([event("send"), event("open"), "junk"])}
+    items = list(FORMAT.explode(body))
+    assert [i.get("event") for i in items] == ["send", "open", None]
+
+
+def test_explode_an_already_parsed_body() -> None:
+    assert list(FORMAT.explode({"mandrill_events": [event("open")]})) == [event("open")]
+    assert list(FORMAT.explode(event("open"))) == [event("open")]
+
+
+def test_explode_rejects_a_broken_body() -> None:
+    with pytest.raises(RecordRejected, match=r"^unreadable embedded JSON: mandrill_events$"):
+        list(FORMAT.explode({"mandrill_events": '[{"event": "open", '}))
+    with pytest.raises(RecordRejected, match=r"^unknown record shape: mandrill_events is not"):
+        list(FORMAT.explode({"mandrill_events": '{"event": "open"}'}))
+
+
+def test_matches() -> None:
+    assert FORMAT.matches({"mandrill_events": "[]"}, None)
+    assert FORMAT.matches(event("open"), None)
+    assert FORMAT.matches({"type": "whitelist", "action": "add", "entry": {}}, None)
+    assert not FORMAT.matches(event("open"), ["event", "msg", "ts"])
+    assert not FORMAT.matches({"event": "open", "ts": 1, "email": "a@example.com"}, None)
+
+
+def test_mapping_table_names_every_event_type() -> None:
+    values = {row.value for row in FORMAT.mapping_table()}
+    kinds = ("send", "deferral", "hard_bounce", "soft_bounce", "open", "click", "spam", "unsub")
+    assert set(kinds) | {"reject", "inbound"} <= values
+
+
+# --- the sample export -------------------------------------------------------------------
+
+
+def read_records(path: Path) -> list[Any]:
+    """One JSON value per line, arrays split into their items; None for a broken line."""
+    records: list[Any] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            records.append(None)
+            continue
+        records.extend(data if isinstance(data, list) else [data])
+    return records
+
+
+def convert_file(path: Path) -> tuple[list[EmailEvent], Counter[str], Counter[str]]:
+    events: list[EmailEvent] = []
+    skips: Counter[str] = Counter()
+    rejects: Counter[str] = Counter()
+    for data in read_records(path):
+        if data is None:
+            rejects["unreadable line"] += 1
+            continue
+        try:
+            items = list(FORMAT.explode(data))
+        except RecordRejected as error:
+            rejects[error.reason] += 1
+            continue
+        for entry in items:
+            try:
+                result = FORMAT.convert(entry)
+            except RecordRejected as error:
+                rejects[error.reason] += 1
+                continue
+            if isinstance(result, Skip):
+                skips[result.reason] += 1
+            else:
+                events.extend(result)
+    return events, skips, rejects
+
+
+def test_sample_export_summary() -> None:
+    events, skips, rejects = convert_file(SAMPLE)
+    assert Counter(e.name.value for e in events) == {
+        "Email Opened": 4,
+        "Email Link Clicked": 1,
+        "Email Bounced": 2,
+        "Email Unsubscribed": 1,
+        "Email Marked as Spam": 1,
+    }
+    # A later batch repeats an open: same message, recipient and time, so the same key.
+    assert len({e.key() for e in events}) == len(events) - 1
+    assert skips == {
+        "not an email event: send": 3,
+        "deferral: deferral": 1,
+        "suppressed before sending: reject": 1,
+        "not an email event: blacklist sync": 1,
+    }
+    # The third line was cut off mid-body, so it is not JSON at all.
+    assert rejects == {"unreadable line": 1}
+
+
+def test_sample_export_events_in_full() -> None:
+    events, _, _ = convert_file(SAMPLE)
+    robot = next(e for e in events if e.machine_open)
+    assert robot == EmailEvent(
+        name=EventName.OPENED,
+        timestamp=datetime(2025, 7, 9, 9, 0, 40, tzinfo=UTC),
+        provider="mandrill",
+        recipient="bruno.silva@example.com",
+        user_id="org_4102",
+        email_id="6e1b2a9f3d8c4b4aa7f2e3d4c5b6a718",
+        machine_open=True,
+        properties={
+            "plan": "trial",
+            "email_subject": "Your trial ends in 3 days",
+            "campaign_name": "trial",
+            "tags": ["trial"],
+            "template_name": "trial-ending",
+        },
+    )
+    soft = next(e for e in events if e.properties.get("bounce_type") == "soft")
+    assert soft == EmailEvent(
+        name=EventName.BOUNCED,
+        timestamp=datetime(2025, 7, 10, 9, 0, 7, tzinfo=UTC),
+        provider="mandrill",
+        recipient="cleo.hart@example.com",
+        user_id="org_4103",
+        email_id="7f2c3b0a4e9d4c5bb8a3f4e5d6c7b829",
+        properties={
+            "email_subject": "Your trial ends in 3 days",
+            "campaign_name": "trial",
+            "tags": ["trial"],
+            "template_name": "trial-ending",
+            "bounce_type": "soft",
+            "bounce_subtype": "mailbox_full",
+            "reason": "smtp;452 4.2.2 The email account that you tried to reach is over quota.",
+        },
+    )
+    unsubscribed = next(e for e in events if e.name is EventName.UNSUBSCRIBED)
+    assert (unsubscribed.user_id, unsubscribed.properties["template_name"]) == (
+        "org_4106",
+        "release-notes",
+    )
+
+
+def test_sample_export_is_detected_as_mandrill_only() -> None:
+    first = read_records(SAMPLE)[0]
+    assert detect_format(first, None) is FORMAT
+    others = [f.name for f in all_formats() if f is not FORMAT and f.matches(first, None)]
+    assert others == []
