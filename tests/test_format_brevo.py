@@ -111,16 +111,17 @@ def test_click_link() -> None:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("unique_opened", "second open signal: unique_opened"),
-        ("uniqueOpened", "second open signal: unique_opened"),
-        ("unique_proxy_open", "second open signal: unique_proxy_open"),
-        ("request", "send event: request"),
+        ("unique_opened", "second signal for the same open: unique_opened"),
+        ("uniqueOpened", "second signal for the same open: unique_opened"),
+        ("unique_proxy_open", "second signal for the same open: unique_proxy_open"),
+        ("request", "not an email event: request"),
         ("deferred", "deferral: deferred"),
         ("blocked", "suppressed before sending: blocked"),
         ("invalid_email", "suppressed before sending: invalid_email"),
-        ("error", "send error: error"),
-        ("list_addition", "not an email delivery event: list_addition"),
-        ("reply", "unsupported event type: reply"),
+        ("error", "not an email event: error"),
+        ("list_addition", "person-level subscription change: list_addition"),
+        ("contact_updated", "not an email event: contact_updated"),
+        ("contact_deleted", "not an email event: contact_deleted"),
     ],
 )
 def test_skipped_types(kind: str, expected: str) -> None:
@@ -187,6 +188,11 @@ def test_bad_records_are_rejected() -> None:
         FMT.convert(record(""))
 
 
+def test_unknown_event_is_rejected() -> None:
+    with pytest.raises(RecordRejected, match=r"^unknown event type: reply$"):
+        FMT.convert(record("reply"))
+
+
 def test_matches_brevo_records_only() -> None:
     assert FMT.matches(record("delivered"), None)
     assert FMT.matches({"event": "opened", "email": "a@x", "ts_epoch": 1}, None)
@@ -206,7 +212,8 @@ def test_mapping_table_and_detection_line() -> None:
     assert table["opened"] == "Email Opened"
     assert table["proxy_open"] == "Email Opened (machine open)"
     assert table["soft_bounce"] == "Email Bounced (soft)"
-    assert table["unique_opened"] == "skipped: second open signal"
+    assert table["unique_opened"] == "skipped: second signal for the same open"
+    assert not any("any other" in value for value in table)  # unknown events are rejected
     assert FMT.detection and "\n" not in FMT.detection
 
 
@@ -252,11 +259,10 @@ def test_golden_sample() -> None:
     }
     assert len({event.key() for event in found}) == 10  # the repeated "opened" is one event
     assert skips == {
-        "send event": 1,
-        "second open signal": 2,
+        "not an email event": 2,  # a request and a send error
+        "second signal for the same open": 2,
         "deferral": 1,
         "suppressed before sending": 2,
-        "send error": 1,
     }
     assert rejects == {"no recipient and no user id": 1}
 

@@ -237,18 +237,17 @@ def test_email_metrics_become_the_six_events(metric: str, name: EventName) -> No
 @pytest.mark.parametrize(
     ("record", "reason"),
     [
-        (webhook("sent"), "metric is not an email event: sent"),
-        (webhook("drafted"), "metric is not an email event: drafted"),
-        (webhook("attempted"), "metric is not an email event: attempted"),
-        (webhook("converted"), "metric is not an email event: converted"),
-        (webhook("failed"), "metric is not an email event: failed"),
-        (webhook("undeliverable"), "metric is not an email event: undeliverable"),
-        (webhook("deferred"), "metric is not an email event: deferred"),
+        (webhook("sent"), "not an email event: sent"),
+        (webhook("drafted"), "not an email event: drafted"),
+        (webhook("attempted"), "not an email event: attempted"),
+        (webhook("converted"), "not an email event: converted"),
+        (webhook("failed"), "not an email event: failed"),
+        (webhook("undeliverable"), "not an email event: undeliverable"),
+        (webhook("deferred"), "deferral: deferred"),
         (webhook("dropped"), "suppressed before sending: dropped"),
         (webhook("human_opened"), "second signal for the same open: human_opened"),
         (webhook("prefetch_opened"), "second signal for the same open: prefetch_opened"),
         (webhook("human_clicked"), "second signal for the same click: human_clicked"),
-        (webhook("surveyed"), "unknown metric: surveyed"),
         (webhook("opened", object_type="push"), "channel is not email: push"),
         (webhook("delivered", object_type="sms"), "channel is not email: sms"),
         (webhook("clicked", object_type="in_app"), "channel is not email: in_app"),
@@ -278,9 +277,22 @@ def test_everything_else_is_skipped_with_its_reason(record: dict[str, Any], reas
     assert FMT.convert(record) == Skip(reason)
 
 
+@pytest.mark.parametrize(
+    "record",
+    [
+        webhook("surveyed"),
+        webhook("surveyed", timestamp=None, identifiers={}, customer_id="", recipient=None),
+        legacy("email_surveyed"),
+        message({"surveyed": T0}),
+    ],
+)
+def test_an_unknown_metric_is_rejected(record: dict[str, Any]) -> None:
+    assert rejected(FMT.convert, record) == "unknown event type: surveyed"
+
+
 def test_skips_need_neither_timestamp_nor_identity() -> None:
     record = webhook("sent", timestamp=None, identifiers={}, customer_id="", recipient=None)
-    assert FMT.convert(record) == Skip("metric is not an email event: sent")
+    assert FMT.convert(record) == Skip("not an email event: sent")
 
 
 def test_prefetched_opens_are_machine_opens_and_proxied_ones_are_not() -> None:
@@ -366,7 +378,7 @@ def test_bad_timestamps_reject_the_record(timestamp: object, reason: str) -> Non
 
 
 def test_a_missing_metric_rejects_the_record() -> None:
-    assert rejected(FMT.convert, webhook("")) == "missing metric"
+    assert rejected(FMT.convert, webhook("")) == "no event type"
 
 
 def test_the_reporting_webhook_shape_survives_a_missing_data_object() -> None:
@@ -417,16 +429,15 @@ def test_a_recipient_that_is_not_an_address_rejects_the_record() -> None:
         ("email_unsubscribed", EventName.UNSUBSCRIBED),
         ("email_bounced", EventName.BOUNCED),
         ("email_spammed", EventName.SPAM),
-        ("email_sent", Skip("metric is not an email event: sent")),
-        ("email_drafted", Skip("metric is not an email event: drafted")),
-        ("email_converted", Skip("metric is not an email event: converted")),
-        ("email_failed", Skip("metric is not an email event: failed")),
+        ("email_sent", Skip("not an email event: sent")),
+        ("email_drafted", Skip("not an email event: drafted")),
+        ("email_converted", Skip("not an email event: converted")),
+        ("email_failed", Skip("not an email event: failed")),
         ("email_dropped", Skip("suppressed before sending: dropped")),
         ("customer_subscribed", Skip("person-level subscription change: subscribed")),
         ("customer_unsubscribed", Skip("person-level subscription change: unsubscribed")),
         ("push_sent", Skip("channel is not email: push")),
         ("in_app_opened", Skip("channel is not email: in_app")),
-        ("email_forwarded", Skip("unknown metric: forwarded")),
     ],
 )
 def test_legacy_event_types(event_type: str, outcome: EventName | Skip) -> None:
@@ -517,19 +528,34 @@ def test_a_metrics_map_bounce_carries_the_failure_message() -> None:
     ("record", "reason"),
     [
         (message({"dropped": T0}), "suppressed before sending: dropped"),
-        (message({"sent": T0}), "metric is not an email event: sent"),
+        (message({"sent": T0}), "not an email event: sent"),
         (
             message({"sent": T0, "converted": T0 + 9}),
-            "metric is not an email event: converted, sent",
+            "not an email event: converted, sent",
         ),
-        (message({"drafted": T0, "failed": T0}), "metric is not an email event: drafted, failed"),
-        (message({"teleported": T0}), "unknown metric: teleported"),
+        (message({"drafted": T0, "failed": T0}), "not an email event: drafted, failed"),
+        # still being retried: the deferral is what matters, not the earlier "sent"
+        (message({"sent": T0, "deferred": T0 + 5}), "deferral: deferred"),
+        (message({"dropped": T0, "deferred": T0}), "suppressed before sending: dropped"),
+        # beside a known metric, an unknown one does not change what the delivery is
+        (message({"sent": T0, "teleported": T0}), "not an email event: sent"),
+        (message({"subscribed": T0}), "person-level subscription change: subscribed"),
         (message({"sent": None, "delivered": ""}), "delivery has no metric times"),
         (message({"delivered": T0}, type="push"), "channel is not email: push"),
     ],
 )
 def test_deliveries_without_an_email_event_are_skipped(record: dict[str, Any], reason: str) -> None:
     assert FMT.convert(record) == Skip(reason)
+
+
+def test_a_delivery_with_an_unknown_metric_keeps_its_known_events() -> None:
+    event = one(FMT.convert(message({"delivered": T0, "teleported": T0 + 5})))
+    assert (event.name, event.timestamp) == (EventName.DELIVERED, datetime.fromtimestamp(T0, UTC))
+
+
+def test_a_delivery_whose_metrics_are_all_unknown_is_rejected() -> None:
+    record = message({"teleported": T0, "beamed": T0 + 1})
+    assert rejected(FMT.convert, record) == "unknown event type: beamed, teleported"
 
 
 def test_a_bad_time_for_a_relevant_metric_rejects_the_delivery() -> None:
@@ -677,7 +703,8 @@ def test_metric_rows_read_a_machine_flag_column() -> None:
     [
         ({**metric_row(), None: ["surprise"]}, "ragged row: more fields than the header"),
         ({**metric_row(), "Failure Message": None}, "ragged row: fewer fields than the header"),
-        (metric_row(Metric=""), "missing metric"),
+        (metric_row(Metric=""), "no event type"),
+        (metric_row(Metric="Email Surveyed", Timestamp=""), "unknown event type: surveyed"),
         (metric_row(Timestamp=""), "missing timestamp"),
         (metric_row(Customer_ID="", Recipient=""), "no recipient and no user id"),
     ],
@@ -771,19 +798,20 @@ def test_the_mapping_table_covers_every_event_and_skip() -> None:
     values = " ".join(row.value for row in rows)
     for known in ("human_opened", "dropped", "sent", "email_opened", "customer_unsubscribed"):
         assert known in values
-    assert "skipped: unknown metric" in outcomes
+    # An unknown metric is rejected, so no row maps "any other metric" to a skip.
+    assert not any("unknown event type" in o for o in outcomes)
 
 
 # --- golden tests over the sample exports --------------------------------------------------
 
 SKIP_CATEGORIES = {
-    "metric is not an email event",
+    "not an email event",
     "suppressed before sending",
     "channel is not email",
     "person-level subscription change",
     "second signal for the same open",
     "second signal for the same click",
-    "unknown metric",
+    "deferral",
     "delivery has no metric times",
 }
 
@@ -866,11 +894,11 @@ def test_golden_reporting_webhooks() -> None:
             "Email Unsubscribed": 1,
         },
         "skips": {
-            "metric is not an email event: sent": 1,
-            "metric is not an email event: converted": 1,
-            "metric is not an email event: failed": 1,
-            "metric is not an email event: attempted": 1,
-            "metric is not an email event: undeliverable": 1,
+            "not an email event: sent": 1,
+            "not an email event: converted": 1,
+            "not an email event: failed": 1,
+            "not an email event: attempted": 1,
+            "not an email event: undeliverable": 1,
             "second signal for the same open: human_opened": 1,
             "suppressed before sending: dropped": 1,
             "channel is not email: push": 2,
@@ -911,10 +939,10 @@ def test_golden_legacy_webhooks() -> None:
             "Email Unsubscribed": 1,
         },
         "skips": {
-            "metric is not an email event: drafted": 1,
-            "metric is not an email event: sent": 1,
-            "metric is not an email event: converted": 1,
-            "metric is not an email event: failed": 1,
+            "not an email event: drafted": 1,
+            "not an email event: sent": 1,
+            "not an email event: converted": 1,
+            "not an email event: failed": 1,
             "suppressed before sending: dropped": 1,
             "person-level subscription change: subscribed": 1,
             "person-level subscription change: unsubscribed": 1,
@@ -938,9 +966,9 @@ def test_golden_messages() -> None:
         },
         "skips": {
             "suppressed before sending: dropped": 1,
-            "metric is not an email event: sent": 1,
-            "metric is not an email event: drafted": 1,
-            "metric is not an email event: failed": 1,
+            "not an email event: sent": 1,
+            "not an email event: drafted": 1,
+            "not an email event: failed": 1,
             "channel is not email: push": 1,
         },
         "rejects": {
@@ -965,7 +993,7 @@ def test_golden_deliveries_csv() -> None:
         },
         "skips": {
             "suppressed before sending: dropped": 2,
-            "metric is not an email event: sent": 1,
+            "not an email event: sent": 1,
             "channel is not email: push": 1,
         },
         "rejects": {
@@ -990,8 +1018,8 @@ def test_golden_metrics_csv() -> None:
         "skips": {
             "second signal for the same open: human_opened": 1,
             "second signal for the same open: prefetch_opened": 1,
-            "metric is not an email event: sent": 1,
-            "metric is not an email event: converted": 1,
+            "not an email event: sent": 1,
+            "not an email event: converted": 1,
             "suppressed before sending: dropped": 1,
         },
         "rejects": {

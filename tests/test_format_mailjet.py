@@ -142,8 +142,9 @@ def test_mailjet_side_bounce_and_blocked_are_suppressions() -> None:
     assert skipped(record("blocked")) == "suppressed before sending"
 
 
-def test_unknown_event_is_skipped_and_missing_event_rejected() -> None:
-    assert skipped(record("forward")) == "unsupported event type: forward"
+def test_unknown_or_missing_event_is_rejected() -> None:
+    with pytest.raises(RecordRejected, match=r"^unknown event type: forward$"):
+        FMT.convert(record("forward"))
     with pytest.raises(RecordRejected, match="no event type"):
         FMT.convert(record(""))
 

@@ -102,10 +102,73 @@ def test_spam_and_unsubscribe(kind: str, name: EventName) -> None:
     assert one(event(kind)).name is name
 
 
+def smtp(ts: int, diag: str | None, kind: str = "sent") -> dict[str, Any]:
+    """One entry of msg.smtp_events: Mandrill's log of the receiving server's replies."""
+    return {"ts": ts, "type": kind, "diag": diag, "source_ip": "198.2.128.4", "size": 24310}
+
+
+def test_send_with_an_accepting_reply_is_a_delivery() -> None:
+    data = event("send", {"smtp_events": [smtp(1752051603, "250 2.0.0 OK  1752051603 x")]})
+    assert one(data) == EmailEvent(
+        name=EventName.DELIVERED,
+        # the receiving server's reply, not the webhook's own time
+        timestamp=datetime(2025, 7, 9, 9, 0, 3, tzinfo=UTC),
+        provider="mandrill",
+        recipient="abby.ross@example.com",
+        user_id="org_4101",
+        email_id=MESSAGE_ID,
+        properties={
+            "email_subject": "Your trial ends in 3 days",
+            "campaign_name": "trial",
+            "tags": ["trial"],
+            "template_name": "trial-ending",
+        },
+    )
+
+
+def test_the_last_smtp_event_decides() -> None:
+    attempts = [smtp(1752051601, "451 4.7.1 Greylisted", "deferred"), smtp(1752051700, "250 OK")]
+    delivered = one(event("send", {"smtp_events": attempts}))
+    assert delivered.timestamp == datetime(2025, 7, 9, 9, 1, 40, tzinfo=UTC)
+    assert FORMAT.convert(event("send", {"smtp_events": attempts[::-1]})) == Skip(
+        "not an email event: send (no delivery confirmation)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("attempts", "delivered"),
+    [
+        ([smtp(1752051603, "smtp;250 2.0.0 OK")], True),
+        ([smtp(1752051603, None, "sent")], True),  # no reply text: Mandrill's reading counts
+        ([smtp(1752051603, "Message accepted", "sent")], True),
+        ([smtp(1752051603, "250 OK", "deferred")], True),  # the reply code wins
+        ([smtp(1752051603, "451 4.7.1 Try again later", "deferred")], False),
+        ([smtp(1752051603, "smtp;550 5.1.1 User unknown", "bounced")], False),
+        ([smtp(1752051603, "421 4.7.0 Try again", "sent")], False),
+        ([smtp(1752051603, None, "deferred")], False),
+        ([], False),
+        (None, False),
+        ("250 OK", False),
+        (["250 OK"], False),
+    ],
+)
+def test_send_needs_a_2xx_reply(attempts: object, delivered: bool) -> None:
+    msg = {} if attempts is None else {"smtp_events": attempts}
+    result = FORMAT.convert(event("send", msg))
+    if delivered:
+        assert isinstance(result, list) and [e.name for e in result] == [EventName.DELIVERED]
+    else:
+        assert result == Skip("not an email event: send (no delivery confirmation)")
+
+
+def test_an_unconfirmed_send_needs_no_identity() -> None:
+    data = event("send", {"email": None, "metadata": {}, "smtp_events": []})
+    assert FORMAT.convert(data) == Skip("not an email event: send (no delivery confirmation)")
+
+
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [
-        ("send", "not an email event: send"),
         ("deferral", "deferral: deferral"),
         ("reject", "suppressed before sending: reject"),
         ("inbound", "not an email event: inbound"),
@@ -121,7 +184,7 @@ def test_sync_events_are_skipped() -> None:
 
 
 def test_unknown_event_and_shapes_are_rejected() -> None:
-    with pytest.raises(RecordRejected, match=r"^unknown event type: 'teleport'$"):
+    with pytest.raises(RecordRejected, match=r"^unknown event type: teleport$"):
         FORMAT.convert(event("teleport"))
     with pytest.raises(RecordRejected, match=r"^unknown record shape: no Mandrill msg object$"):
         FORMAT.convert({"event": "open", "ts": 1752071117})
@@ -167,9 +230,12 @@ def test_matches() -> None:
 
 
 def test_mapping_table_names_every_event_type() -> None:
-    values = {row.value for row in FORMAT.mapping_table()}
+    rows = FORMAT.mapping_table()
+    values = {row.value.split(" (")[0] for row in rows}
     kinds = ("send", "deferral", "hard_bounce", "soft_bounce", "open", "click", "spam", "unsub")
     assert set(kinds) | {"reject", "inbound"} <= values
+    sends = {row.outcome for row in rows if row.value.startswith("send ")}
+    assert sends == {"Email Delivered", "skipped: not an email event"}
 
 
 # --- the sample export -------------------------------------------------------------------
@@ -217,6 +283,7 @@ def convert_file(path: Path) -> tuple[list[EmailEvent], Counter[str], Counter[st
 def test_sample_export_summary() -> None:
     events, skips, rejects = convert_file(SAMPLE)
     assert Counter(e.name.value for e in events) == {
+        "Email Delivered": 2,
         "Email Opened": 4,
         "Email Link Clicked": 1,
         "Email Bounced": 2,
@@ -226,7 +293,8 @@ def test_sample_export_summary() -> None:
     # A later batch repeats an open: same message, recipient and time, so the same key.
     assert len({e.key() for e in events}) == len(events) - 1
     assert skips == {
-        "not an email event: send": 3,
+        # the third send's webhook came before Mandrill had talked to the receiving server
+        "not an email event: send (no delivery confirmation)": 1,
         "deferral: deferral": 1,
         "suppressed before sending: reject": 1,
         "not an email event: blacklist sync": 1,
@@ -271,6 +339,12 @@ def test_sample_export_events_in_full() -> None:
             "bounce_subtype": "mailbox_full",
             "reason": "smtp;452 4.2.2 The email account that you tried to reach is over quota.",
         },
+    )
+    # Greylisted first, then taken: the delivery is the accepting reply.
+    delivered = next(e for e in events if e.recipient == "bruno.silva@example.com")
+    assert (delivered.name, delivered.timestamp) == (
+        EventName.DELIVERED,
+        datetime(2025, 7, 9, 9, 0, 4, tzinfo=UTC),
     )
     unsubscribed = next(e for e in events if e.name is EventName.UNSUBSCRIBED)
     assert (unsubscribed.user_id, unsubscribed.properties["template_name"]) == (

@@ -162,14 +162,14 @@ def test_bounce_reason_falls_back_to_the_description() -> None:
         ("BadEmailAddress", "suppressed before sending: BadEmailAddress"),
         ("ManuallyDeactivated", "suppressed before sending: ManuallyDeactivated"),
         ("Unconfirmed", "suppressed before sending: Unconfirmed"),
-        ("SMTPApiError", "not sent: SMTPApiError"),
-        ("TemplateRenderingFailed", "not sent: TemplateRenderingFailed"),
-        ("SpamNotification", "not a delivery failure: SpamNotification"),
-        ("AutoResponder", "not a delivery failure: AutoResponder"),
-        ("AddressChange", "not a delivery failure: AddressChange"),
-        ("ChallengeVerification", "not a delivery failure: ChallengeVerification"),
-        ("OpenRelayTest", "not a delivery failure: OpenRelayTest"),
-        ("Subscribe", "not an email event: Subscribe"),
+        ("SMTPApiError", "not an email event: SMTPApiError"),
+        ("TemplateRenderingFailed", "not an email event: TemplateRenderingFailed"),
+        ("SpamNotification", "not a bounce: SpamNotification"),
+        ("AutoResponder", "not a bounce: AutoResponder"),
+        ("AddressChange", "not a bounce: AddressChange"),
+        ("ChallengeVerification", "not a bounce: ChallengeVerification"),
+        ("OpenRelayTest", "not a bounce: OpenRelayTest"),
+        ("Subscribe", "not a bounce: Subscribe"),
         ("InboundError", "not an email event: InboundError"),
     ],
 )
@@ -191,7 +191,7 @@ def test_spam_complaint_record() -> None:
 
 
 def test_unknown_bounce_type_is_rejected() -> None:
-    with pytest.raises(RecordRejected, match=r"^unknown event type: 'Bounce Bouncy'$"):
+    with pytest.raises(RecordRejected, match=r"^unknown event type: Bounce Bouncy$"):
         FORMAT.convert(bounce("Bouncy"))
 
 
@@ -211,17 +211,20 @@ def test_manual_suppression_by_the_recipient_is_an_unsubscribe() -> None:
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (change("HardBounce"), "second signal for an earlier event: suppression after HardBounce"),
+        (change("HardBounce"), "second signal for the same bounce: suppression after HardBounce"),
         (
             change("SpamComplaint"),
-            "second signal for an earlier event: suppression after SpamComplaint",
+            "second signal for the same complaint: suppression after SpamComplaint",
         ),
-        (change(None, suppress=False), "not an email event: reactivation"),
+        (change(None, suppress=False), "person-level subscription change: reactivation"),
         (
             change("ManualSuppression", origin="Customer"),
-            "not an email event: suppression by Customer",
+            "person-level subscription change: suppression by Customer",
         ),
-        (change("ManualSuppression", origin="Admin"), "not an email event: suppression by Admin"),
+        (
+            change("ManualSuppression", origin="Admin"),
+            "person-level subscription change: suppression by Admin",
+        ),
     ],
 )
 def test_other_subscription_changes_are_skipped(data: dict[str, Any], reason: str) -> None:
@@ -232,7 +235,7 @@ def test_inbound_and_unknown_record_types() -> None:
     assert FORMAT.convert({"RecordType": "Inbound", "MessageID": "x"}) == Skip(
         "not an email event: Inbound"
     )
-    with pytest.raises(RecordRejected, match=r"^unknown event type: 'Teleport'$"):
+    with pytest.raises(RecordRejected, match=r"^unknown event type: Teleport$"):
         FORMAT.convert({"RecordType": "Teleport", "MessageID": "x"})
     with pytest.raises(RecordRejected, match=r"^unknown record shape"):
         FORMAT.convert({"MessageID": "x"})
@@ -340,11 +343,11 @@ def test_sample_export_summary() -> None:
     assert len({event.key() for event in events}) == len(events) - 1
     assert skips == {
         "deferral: Transient": 1,
-        "not a delivery failure: SpamNotification": 1,
+        "not a bounce: SpamNotification": 1,
         "suppressed before sending: ManuallyDeactivated": 1,
-        "second signal for an earlier event: suppression after SpamComplaint": 1,
-        "not an email event: reactivation": 1,
-        "not an email event: suppression by Customer": 1,
+        "second signal for the same complaint: suppression after SpamComplaint": 1,
+        "person-level subscription change: reactivation": 1,
+        "person-level subscription change: suppression by Customer": 1,
     }
     assert rejects == {"unreadable line": 1}
 

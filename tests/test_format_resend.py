@@ -124,15 +124,14 @@ def test_suppressed_bounces_are_skipped(bounce: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("email.sent", "send event: email.sent"),
-        ("email.scheduled", "send event: email.scheduled"),
+        ("email.sent", "not an email event: email.sent"),
+        ("email.scheduled", "not an email event: email.scheduled"),
         ("email.delivery_delayed", "deferral: email.delivery_delayed"),
-        ("email.failed", "send error: email.failed"),
+        ("email.failed", "not an email event: email.failed"),
         ("email.suppressed", "suppressed before sending: email.suppressed"),
-        ("email.received", "inbound message: email.received"),
-        ("contact.created", "not an email delivery event: contact.created"),
-        ("domain.updated", "not an email delivery event: domain.updated"),
-        ("email.forwarded", "unsupported event type: email.forwarded"),
+        ("email.received", "not an email event: email.received"),
+        ("contact.created", "not an email event: contact.created"),
+        ("domain.updated", "not an email event: domain.updated"),
     ],
 )
 def test_skipped_types(kind: str, expected: str) -> None:
@@ -193,6 +192,12 @@ def test_bad_records_are_rejected() -> None:
         FMT.convert(record("email.opened", to=["nobody"]))
 
 
+@pytest.mark.parametrize("kind", ["email.forwarded", "broadcast.sent"])
+def test_unknown_types_are_rejected(kind: str) -> None:
+    with pytest.raises(RecordRejected, match=f"^unknown event type: {kind}$"):
+        FMT.convert(record(kind))
+
+
 def test_matches_resend_records_only() -> None:
     assert FMT.matches(record("email.opened"), None)
     assert not FMT.matches({"type": "email.opened", "data": {"email_id": "x"}}, None)
@@ -209,8 +214,9 @@ def test_sample_is_detected_as_resend() -> None:
 def test_mapping_table_and_detection_line() -> None:
     table = {row.value: row.outcome for row in FMT.mapping_table()}
     assert table["email.delivered"] == "Email Delivered"
-    assert table["email.sent"] == "skipped: send event"
+    assert table["email.sent"] == "skipped: not an email event"
     assert table["email.bounced (Transient)"] == "Email Bounced (soft)"
+    assert table["email.bounced (Undetermined)"] == "Email Bounced (undetermined)"
     assert FMT.detection and "\n" not in FMT.detection
 
 
@@ -255,11 +261,9 @@ def test_golden_sample() -> None:
     }
     assert len({event.key() for event in found}) == 12  # the repeated delivery is one event
     assert skips == {
-        "send event": 2,
+        "not an email event": 4,  # two sends, a failed send, a contact change
         "deferral": 1,
         "suppressed before sending": 2,
-        "send error": 1,
-        "not an email delivery event": 1,
     }
     assert rejects == {"no recipient and no user id": 1, "unparseable timestamp": 1}
 

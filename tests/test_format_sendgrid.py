@@ -115,7 +115,7 @@ def test_group_unsubscribe_names_the_group_as_list() -> None:
         ("processed", "not an email event: processed"),
         ("deferred", "deferral: deferred"),
         ("dropped", "suppressed before sending: dropped"),
-        ("group_resubscribe", "not an email event: group_resubscribe"),
+        ("group_resubscribe", "person-level subscription change: group_resubscribe"),
         ("account_status_change", "not an email event: account_status_change"),
     ],
 )
@@ -124,7 +124,7 @@ def test_skips(kind: str, reason: str) -> None:
 
 
 def test_unknown_event_is_rejected_with_its_name() -> None:
-    with pytest.raises(RecordRejected, match=r"^unknown event type: 'surprise'$"):
+    with pytest.raises(RecordRejected, match=r"^unknown event type: surprise$"):
         FORMAT.convert(record("surprise"))
 
 
@@ -283,7 +283,7 @@ def test_sample_export_summary() -> None:
         "not an email event: processed": 2,
         "deferral: deferred": 1,
         "suppressed before sending: dropped": 1,
-        "not an email event: group_resubscribe": 1,
+        "person-level subscription change: group_resubscribe": 1,
         "not an email event: account_status_change": 1,
     }
     assert rejects == {"unreadable line": 1, "no recipient and no user id": 1}

@@ -140,7 +140,7 @@ def test_suppression_list_bounces_are_skipped(subtype: str) -> None:
 
 def test_unknown_bounce_type_is_rejected() -> None:
     body = {"bounceType": "Sideways", "bouncedRecipients": [{"emailAddress": ONE[0]}]}
-    with pytest.raises(RecordRejected, match=r"^unknown event type: 'Bounce Sideways'$"):
+    with pytest.raises(RecordRejected, match=r"^unknown event type: Bounce Sideways$"):
         FORMAT.convert(record("Bounce", "bounce", body, destination=ONE))
 
 
@@ -232,7 +232,7 @@ def test_topic_opt_out_is_an_unsubscribe_from_that_topic() -> None:
 def test_opt_in_is_skipped() -> None:
     status = [{"topicName": "digest", "subscriptionStatus": "OptIn"}]
     assert FORMAT.convert(subscription({"topicSubscriptionStatus": status})) == Skip(
-        "not an email event: subscription opt-in"
+        "person-level subscription change: subscription opt-in"
     )
 
 
@@ -241,9 +241,9 @@ def test_opt_in_is_skipped() -> None:
     [
         ("Send", "not an email event: Send"),
         ("DeliveryDelay", "deferral: DeliveryDelay"),
-        ("Reject", "not sent: Reject"),
-        ("Rendering Failure", "not sent: RenderingFailure"),
-        ("RenderingFailure", "not sent: RenderingFailure"),
+        ("Reject", "not an email event: Reject"),
+        ("Rendering Failure", "not an email event: RenderingFailure"),
+        ("RenderingFailure", "not an email event: RenderingFailure"),
     ],
 )
 def test_skips(event_type: str, reason: str) -> None:
@@ -251,7 +251,7 @@ def test_skips(event_type: str, reason: str) -> None:
 
 
 def test_unknown_event_type_is_rejected() -> None:
-    with pytest.raises(RecordRejected, match=r"^unknown event type: 'Teleport'$"):
+    with pytest.raises(RecordRejected, match=r"^unknown event type: Teleport$"):
         FORMAT.convert(record("Teleport", None, {}, destination=ONE))
 
 
@@ -404,8 +404,8 @@ def test_sample_export_summary() -> None:
         "not an email event: Send": 1,
         "deferral: DeliveryDelay": 1,
         "suppressed before sending: OnAccountSuppressionList": 1,
-        "not sent: Reject": 1,
-        "not sent: RenderingFailure": 1,
+        "not an email event: Reject": 1,
+        "not an email event: RenderingFailure": 1,
     }
     assert rejects == {
         "ambiguous recipient: Email Opened on a message to 2 recipients": 1,

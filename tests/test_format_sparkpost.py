@@ -177,16 +177,17 @@ def test_auto_replies_and_subscribe_requests_are_not_bounces(bounce_class: str) 
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("initial_open", "second open signal: initial_open"),
-        ("amp_initial_open", "second open signal: amp_initial_open"),
-        ("injection", "send event: injection"),
+        ("initial_open", "second signal for the same open: initial_open"),
+        ("amp_initial_open", "second signal for the same open: amp_initial_open"),
+        ("injection", "not an email event: injection"),
         ("delay", "deferral: delay"),
         ("policy_rejection", "suppressed before sending: policy_rejection"),
-        ("generation_failure", "rendering failure: generation_failure"),
-        ("generation_rejection", "rendering failure: generation_rejection"),
-        ("relay_delivery", "inbound relay message: relay_delivery"),
-        ("sms_status", "non-email channel: sms_status"),
-        ("ab_test_completed", "unsupported event type: ab_test_completed"),
+        ("generation_failure", "not an email event: generation_failure"),
+        ("generation_rejection", "not an email event: generation_rejection"),
+        ("relay_delivery", "not an email event: relay_delivery"),
+        ("sms_status", "channel is not email: sms_status"),
+        ("ab_test_completed", "not an email event: ab_test_completed"),
+        ("ab_test_cancelled", "not an email event: ab_test_cancelled"),
     ],
 )
 def test_skipped_types(kind: str, expected: str) -> None:
@@ -194,18 +195,23 @@ def test_skipped_types(kind: str, expected: str) -> None:
 
 
 def test_ping_and_inbound_relay_are_skipped() -> None:
-    assert skipped({"msys": {}}) == "webhook ping"
+    assert skipped({"msys": {}}) == "not an email event: webhook ping"
     relay = {"msys": {"relay_message": {"rcpt_to": "in@example.com", "content": {}}}}
-    assert skipped(relay) == "inbound relay message"
+    assert skipped(relay) == "not an email event: inbound relay message"
 
 
 def test_non_email_delivery_method_is_skipped() -> None:
-    assert skipped(flat("delivery", delv_method="sms")) == "non-email channel: sms"
+    assert skipped(flat("delivery", delv_method="sms")) == "channel is not email: sms"
     assert one(flat("delivery", delv_method="esmtp")).name is EventName.DELIVERED
 
 
-def test_unknown_event_class_without_type_is_skipped() -> None:
-    assert skipped({"msys": {"future_event": {"x": 1}}}) == "unsupported event class: future_event"
+def test_unknown_types_and_event_classes_are_rejected() -> None:
+    with pytest.raises(RecordRejected, match=r"^unknown event type: hologram_view$"):
+        FMT.convert(flat("hologram_view"))
+    with pytest.raises(RecordRejected, match=r"^unknown event type: hologram_view$"):
+        FMT.convert({"msys": {"track_event": {"type": "hologram_view"}}})
+    with pytest.raises(RecordRejected, match=r"^unknown event type: event class future_event$"):
+        FMT.convert({"msys": {"future_event": {"x": 1}}})
 
 
 # --- identity and properties --------------------------------------------------------------
@@ -258,7 +264,7 @@ def test_bad_records_are_rejected() -> None:
         FMT.convert(flat("open", timestamp=None))
     with pytest.raises(RecordRejected, match="no event type"):
         FMT.convert(flat("open", type=""))
-    with pytest.raises(RecordRejected, match="unrecognized record"):
+    with pytest.raises(RecordRejected, match=r"^unknown record shape"):
         FMT.convert({"errors": [{"message": "Unauthorized"}]})
     with pytest.raises(RecordRejected, match="several event classes"):
         FMT.convert({"msys": {"message_event": flat("delivery"), "track_event": flat("open")}})
@@ -279,7 +285,7 @@ def test_explode_splits_events_api_pages() -> None:
         EventName.DELIVERED,
         EventName.OPENED,
     ]
-    with pytest.raises(RecordRejected, match="unrecognized record"):
+    with pytest.raises(RecordRejected, match=r"^unknown record shape"):
         FMT.convert(items[2])
 
 
@@ -374,13 +380,11 @@ def test_golden_webhook_sample() -> None:
         },
         "unique_keys": 14,  # the redelivered open batch repeats event_id ...004
         "skipped": {
-            "send event": 1,
-            "second open signal": 2,
+            # an injection, a generation failure, a ping and an inbound relay message
+            "not an email event": 4,
+            "second signal for the same open": 2,
             "deferral": 1,
             "suppressed before sending": 2,
-            "rendering failure": 1,
-            "webhook ping": 1,
-            "inbound relay message": 1,
         },
         "rejected": {"no recipient and no user id": 1, "unparseable timestamp": 1},
     }
@@ -444,12 +448,11 @@ def test_golden_events_api_sample() -> None:
         },
         "unique_keys": 9,  # overlapping pages repeat delivery ...006
         "skipped": {
-            "send event": 1,
-            "second open signal": 1,
+            "not an email event": 2,  # an injection and a generation failure
+            "second signal for the same open": 1,
             "deferral": 1,
             "suppressed before sending": 1,
-            "rendering failure": 1,
-            "non-email channel": 2,
+            "channel is not email": 2,
         },
         "rejected": {},
     }

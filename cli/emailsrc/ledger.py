@@ -58,10 +58,12 @@ GROUP_COMMIT_SECONDS = 2.0
 # Checkpoint when the WAL reaches 64 MiB, not SQLite's 4 MiB: a grouped commit can exceed
 # 4 MiB alone, and a checkpoint (an fsync) after every commit would dominate the cost.
 WAL_AUTOCHECKPOINT_PAGES = 16384
+PAGE_SIZE = 4096
+MMAP_BYTES = 0
 MAX_REASON_CHARS = 500
 STATUS_REASONS = 20
 
-_IN_CHUNK = 5000
+CHUNK = 5000
 _MIN_MS = -(2**63)
 _MAX_MS = 2**63 - 1
 _T = TypeVar("_T")
@@ -142,9 +144,12 @@ _SCHEMA_V1 = (
 )
 MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
 
+# Skipping conflicts: a fresh backfill learns "all new" from the row count alone, without
+# a lookup before the insert (the unique index makes that probe anyway).
 _INSERT_EVENT = """
     INSERT INTO events (key_hash, key, name, ts_ms, payload, first_run_id)
     VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT DO NOTHING
 """
 _COUNT_NEW_EVENTS = """
     INSERT INTO event_counts (month, name, n)
@@ -152,19 +157,44 @@ _COUNT_NEW_EVENTS = """
     FROM events WHERE id > ? GROUP BY 1, 2
     ON CONFLICT (month, name) DO UPDATE SET n = n + excluded.n
 """
+# Key hashes travel as one blob of 16-byte slices that SQL cuts apart: one fixed statement,
+# prepared once, instead of an "IN (?, ?, ...)" list whose length changes with every call
+# and costs more to prepare and bind than the lookups themselves. CROSS JOIN keeps the
+# slots as the outer loop, so each slot is one probe of the unique index.
+_SLOTS = """
+    WITH RECURSIVE slot (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM slot WHERE i + 1 < :n)
+"""
+_EVENT_OF_SLOT = "events AS e ON e.key_hash = substr(:hashes, slot.i * 16 + 1, 16)"
+_LOOKUP_EVENTS = f"""{_SLOTS}
+    SELECT e.key_hash, e.id, e.first_run_id FROM slot CROSS JOIN {_EVENT_OF_SLOT}
+"""
+_LOOKUP_MET_AGAIN = f"""{_SLOTS}
+    SELECT r.key_hash FROM slot CROSS JOIN run_seen AS r
+    ON r.run_id = :run AND r.key_hash = substr(:hashes, slot.i * 16 + 1, 16)
+"""
+_DELIVERY_STATES = f"""{_SLOTS}
+    SELECT e.key_hash, e.id, d.state FROM slot CROSS JOIN {_EVENT_OF_SLOT}
+    LEFT JOIN deliveries AS d ON d.destination_id = :destination AND d.event_id = e.id
+"""
+_COUNT_RECENTLY_SENT = f"""{_SLOTS}
+    SELECT count(*) FROM slot CROSS JOIN {_EVENT_OF_SLOT}
+    JOIN deliveries AS d ON d.destination_id = :destination AND d.event_id = e.id
+    WHERE d.state = 'sent' AND d.changed_at > :cutoff
+"""
 # An acknowledgement is a fact about the destination: nothing but a new acknowledgement
 # changes a sent row (a later failed re-send of a replay does not undo it).
 _SET_PENDING = """
     INSERT INTO deliveries (destination_id, event_id, state, run_id, changed_at)
-    VALUES (?, ?, 'pending', ?, ?)
+    SELECT :destination, value, 'pending', :run, :now FROM json_each(:ids) WHERE true
     ON CONFLICT (destination_id, event_id) DO UPDATE SET
         state = 'pending', run_id = excluded.run_id, changed_at = excluded.changed_at,
         reason = NULL
     WHERE state != 'sent'
 """
-_SET_SENT = """
+_SET_SENT = f"""{_SLOTS}
     INSERT INTO deliveries (destination_id, event_id, state, run_id, changed_at)
-    SELECT ?, id, 'sent', ?, ? FROM events WHERE key_hash IN ({marks})
+    SELECT :destination, e.id, 'sent', :run, :now FROM slot CROSS JOIN {_EVENT_OF_SLOT}
+    WHERE true
     ON CONFLICT (destination_id, event_id) DO UPDATE SET
         state = 'sent', run_id = excluded.run_id, changed_at = excluded.changed_at,
         reason = NULL
@@ -177,14 +207,6 @@ _SET_FAILED = """
         reason = excluded.reason
     WHERE state != 'sent'
 """
-_DELIVERY_STATES = """
-    SELECT e.key_hash, e.id, d.state FROM events AS e
-    LEFT JOIN deliveries AS d ON d.destination_id = ? AND d.event_id = e.id
-    WHERE e.key_hash IN"""
-_COUNT_RECENTLY_SENT = """
-    SELECT count(*) FROM events AS e
-    JOIN deliveries AS d ON d.destination_id = ? AND d.event_id = e.id
-    WHERE d.state = 'sent' AND d.changed_at > ? AND e.key_hash IN"""
 _SELECT_EVENTS = """
     SELECT id, key_hash, key, name, ts_ms, payload FROM events
     WHERE (ts_ms, id) > (?, ?) AND ts_ms < ? {names}
@@ -265,8 +287,6 @@ class Ledger:
         self._own_runs: set[int] = set()
         self._group_rows = 0
         self._group_started = 0.0
-        limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._in_chunk = max(1, min(_IN_CHUNK, limit - 8))
 
     # -- opening and closing ---------------------------------------------------------------
 
@@ -308,6 +328,7 @@ class Ledger:
             # stays marked sent. Power loss may roll back the last commits (never corrupt
             # the file): those events are re-sent with the same messageId, which Segment
             # drops as duplicates. FULL would fsync every commit for no gain against crashes.
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # new files only
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
@@ -437,7 +458,7 @@ class Ledger:
         """
         states: list[str] = []
         with self._write("store events", rows=len(events)) as conn:
-            for chunk in _chunks(events, self._in_chunk):
+            for chunk in _chunks(events, CHUNK):
                 states.extend(_store_chunk(conn, run_id, chunk))
         return states
 
@@ -497,7 +518,7 @@ class Ledger:
         """
         plans: list[str] = []
         with self._write("plan deliveries", rows=len(key_hashes)) as conn:
-            for chunk in _chunks(key_hashes, self._in_chunk):
+            for chunk in _chunks(key_hashes, CHUNK):
                 plans.extend(_plan_chunk(conn, run_id, destination_id, chunk))
         return plans
 
@@ -505,11 +526,13 @@ class Ledger:
         """Record acknowledged events; committed (with all before it) when this returns."""
         now = _now_ms()
         with self._write("mark events sent", durable=True) as conn:
-            for chunk in _chunks(list(dict.fromkeys(key_hashes)), self._in_chunk):
-                sql = _SET_SENT.format(marks=",".join("?" * len(chunk)))
-                cursor = conn.execute(sql, (destination_id, run_id, now, *chunk))
-                # No WHERE on the upsert: every stored event in the chunk counts once.
-                _require_stored(len(chunk) - cursor.rowcount)
+            for chunk in _chunks(list(dict.fromkeys(key_hashes)), CHUNK):
+                params = {"destination": destination_id, "run": run_id, "now": now}
+                # rowcount is -1 for a statement that starts with WITH; total_changes is not.
+                # No WHERE on the upsert: every stored event in the chunk changes one row.
+                before = conn.total_changes
+                conn.execute(_SET_SENT, _slots(chunk) | params)
+                _require_stored(len(chunk) - (conn.total_changes - before))
 
     def mark_failed(
         self, run_id: int, destination_id: int, failures: Sequence[tuple[bytes, str]]
@@ -517,8 +540,8 @@ class Ledger:
         """Record events that could not be delivered, with the reason why."""
         now = _now_ms()
         with self._write("mark events failed", durable=True) as conn:
-            for chunk in _chunks(failures, self._in_chunk):
-                ids = _event_ids(conn, [value for value, _ in chunk])
+            for chunk in _chunks(failures, CHUNK):
+                ids = _event_ids(conn, list(dict.fromkeys(value for value, _ in chunk)))
                 _require_stored(len({value for value, _ in chunk} - ids.keys()))
                 conn.executemany(
                     _SET_FAILED,
@@ -535,9 +558,9 @@ class Ledger:
         cutoff = _now_ms() - int(within_seconds * 1000)
         total = 0
         with self._read("check recent sends") as conn:
-            for chunk in _chunks(list(dict.fromkeys(key_hashes)), self._in_chunk):
-                rows = _select_in(conn, _COUNT_RECENTLY_SENT, chunk, destination_id, cutoff)
-                total += int(rows[0][0]) if rows else 0
+            for chunk in _chunks(list(dict.fromkeys(key_hashes)), CHUNK):
+                params = _slots(chunk) | {"destination": destination_id, "cutoff": cutoff}
+                total += int(conn.execute(_COUNT_RECENTLY_SENT, params).fetchone()[0])
         return total
 
     # -- files, status, health -------------------------------------------------------------
@@ -634,71 +657,88 @@ class Ledger:
 
 
 def _store_chunk(conn: sqlite3.Connection, run_id: int, chunk: Sequence[StoredEvent]) -> list[str]:
-    hashes = list(dict.fromkeys(event.key_hash for event in chunk))
-    first_runs: dict[bytes, int] = dict(
-        _select_in(conn, "SELECT key_hash, first_run_id FROM events WHERE key_hash IN", hashes)
-    )
-    earlier = [value for value, first in first_runs.items() if first != run_id]
-    met_again = {
-        row[0]
-        for row in _select_in(
-            conn, "SELECT key_hash FROM run_seen WHERE run_id = ? AND key_hash IN", earlier, run_id
-        )
-    }
-    states, fresh, known = _classify(run_id, chunk, first_runs, met_again)
-    if fresh:
-        last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-        conn.executemany(_INSERT_EVENT, fresh)
+    firsts: dict[bytes, StoredEvent] = {}
+    for event in chunk:
+        firsts.setdefault(event.key_hash, event)
+    last_id = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+    rows = [(h, e.key, e.name, e.timestamp_ms, e.payload, run_id) for h, e in firsts.items()]
+    inserted = conn.executemany(_INSERT_EVENT, rows).rowcount
+    earlier: dict[bytes, int] = {}  # stored before this call -> its first run
+    if inserted < len(firsts):
+        found = conn.execute(_LOOKUP_EVENTS, _slots(list(firsts))).fetchall()
+        earlier = {value: first for value, event_id, first in found if event_id <= last_id}
+    if inserted:
         conn.execute(_COUNT_NEW_EVENTS, (last_id,))
+    met_again = _met_again(conn, run_id, [v for v, first in earlier.items() if first != run_id])
+    states, known = _classify(run_id, chunk, earlier, met_again)
     if known:
         conn.executemany("INSERT INTO run_seen (run_id, key_hash) VALUES (?, ?)", known)
     return states
 
 
+def _met_again(conn: sqlite3.Connection, run_id: int, values: list[bytes]) -> set[bytes]:
+    """Which of these events from earlier runs this run has already met."""
+    if not values:
+        return set()
+    rows = conn.execute(_LOOKUP_MET_AGAIN, _slots(values) | {"run": run_id})
+    return {row[0] for row in rows}
+
+
 def _classify(
     run_id: int,
     chunk: Sequence[StoredEvent],
-    first_runs: dict[bytes, int],
+    earlier: dict[bytes, int],
     met_again: set[bytes],
-) -> tuple[list[str], list[tuple[Any, ...]], list[tuple[int, bytes]]]:
-    """States for a chunk, plus the rows to insert into events and into run_seen."""
+) -> tuple[list[str], list[tuple[int, bytes]]]:
+    """States for a chunk, plus the run_seen rows for events known from earlier runs."""
     states: list[str] = []
-    fresh: list[tuple[Any, ...]] = []
     known: list[tuple[int, bytes]] = []
     taken: set[bytes] = set()
     for event in chunk:
         value = event.key_hash
-        first = first_runs.get(value)
+        first = earlier.get(value)
         if value in taken or first == run_id or value in met_again:
             states.append("duplicate")
             continue
         taken.add(value)
         if first is None:
-            fresh.append((value, event.key, event.name, event.timestamp_ms, event.payload, run_id))
             states.append("new")
         else:
             known.append((run_id, value))
             states.append("known")
-    return states, fresh, known
+    return states, known
 
 
 def _plan_chunk(
     conn: sqlite3.Connection, run_id: int, destination_id: int, chunk: Sequence[bytes]
 ) -> list[str]:
-    rows = _select_in(conn, _DELIVERY_STATES, list(dict.fromkeys(chunk)), destination_id)
-    sent = {value for value, _, state in rows if state == "sent"}
-    _require_stored(len(set(chunk)) - len(rows))
-    now = _now_ms()
-    conn.executemany(
-        _SET_PENDING,
-        [(destination_id, event_id, run_id, now) for _, event_id, state in rows if state != "sent"],
-    )
+    unique = list(dict.fromkeys(chunk))
+    rows = conn.execute(_DELIVERY_STATES, _slots(unique) | {"destination": destination_id})
+    sent: set[bytes] = set()
+    due: list[int] = []
+    for value, event_id, state in rows:
+        if state == "sent":
+            sent.add(value)
+        else:
+            due.append(event_id)
+    _require_stored(len(unique) - len(sent) - len(due))
+    if due:
+        params = {"destination": destination_id, "run": run_id, "now": _now_ms()}
+        conn.execute(_SET_PENDING, params | {"ids": json.dumps(due)})
     return ["sent" if value in sent else "send" for value in chunk]
 
 
 def _event_ids(conn: sqlite3.Connection, values: Sequence[bytes]) -> dict[bytes, int]:
-    rows = _select_in(conn, "SELECT key_hash, id FROM events WHERE key_hash IN", values)
-    return dict(rows)
+    rows = conn.execute(_LOOKUP_EVENTS, _slots(values)).fetchall()
+    return {value: event_id for value, event_id, _ in rows}
+
+
+def _slots(values: Sequence[bytes]) -> dict[str, Any]:
+    """Parameters for the slot statements: the hashes as one blob, and how many."""
+    for value in values:
+        if len(value) != KEY_HASH_BYTES:
+            raise ValueError(f"a key hash is {KEY_HASH_BYTES} bytes, not {len(value)}")
+    return {"n": len(values), "hashes": b"".join(values)}
 
 
 def _require_stored(missing: int) -> None:
@@ -706,16 +746,6 @@ def _require_stored(missing: int) -> None:
     # that must not pass silently as "sent".
     if missing > 0:
         raise _NotStored(f"{missing} of these events were never stored in the ledger")
-
-
-def _select_in(
-    conn: sqlite3.Connection, sql: str, values: Sequence[Any], *prefix: Any
-) -> list[tuple[Any, ...]]:
-    """Run ``sql`` ending in "IN" over ``values`` (already within the variable limit)."""
-    if not values:
-        return []
-    marks = ",".join("?" * len(values))
-    return conn.execute(f"{sql} ({marks})", (*prefix, *values)).fetchall()
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
@@ -898,6 +928,7 @@ def _configure(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     # A bounded page cache: the key index of a large ledger is read through it, in chunks.
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> int:

@@ -99,7 +99,11 @@ class Normalizer:
                 for count, record in enumerate(itertools.chain(head, reader), 1):
                     if count % PROGRESS_EVERY == 0:
                         self._progress.file_progress(reader.bytes_read)
-                    yield from self._record(fmt, converter, record, file_report)
+                    # Lists, not a generator per record: making and draining one cost
+                    # more than converting a record that yields no event.
+                    normalized = self._record(fmt, converter, record, file_report)
+                    if normalized:
+                        yield from normalized
                 self._progress.file_progress(reader.bytes_read)
             self._report.files.append(file_report)
             if self._on_file_done is not None:
@@ -128,54 +132,60 @@ class Normalizer:
 
     def _record(
         self, fmt: Format, converter: Converter, record: Record, file_report: FileReport
-    ) -> Iterator[Normalized]:
+    ) -> list[Normalized]:
         if record.data is None:
             self._count_record(file_report)
             self._reject(record, record.error or "unreadable record")
-            return
+            return []
         try:
             items = list(fmt.explode(record.data))
         except RecordRejected as error:
             self._count_record(file_report)
             self._reject(record, error.reason)
-            return
+            return []
         except Exception as error:  # hostile input must never end the run
             if self._debug:
                 raise
             self._count_record(file_report)
             self._reject(record, f"unreadable record: {type(error).__name__}")
-            return
+            return []
+        if len(items) == 1:  # nearly every record
+            self._count_record(file_report)
+            return self._convert(converter, record, items[0], False)
         if not items:
             self._count_record(file_report)
             self._report.skipped["container with no items"] += 1
-            return
+            return []
+        normalized: list[Normalized] = []
         for item in items:
             self._count_record(file_report)
-            yield from self._convert(converter, record, item, len(items) > 1)
+            normalized += self._convert(converter, record, item, True)
+        return normalized
 
     def _convert(
         self, converter: Converter, record: Record, item: Mapping[str, Any], exploded: bool
-    ) -> Iterator[Normalized]:
+    ) -> list[Normalized]:
         shown = item if exploded else None
         try:
             result = converter(item)
             if isinstance(result, Skip):
                 self._report.skipped[reason_category(result.reason)] += 1
-                return
+                return []
             if not result:
                 self._report.skipped["record yields no event"] += 1
-                return
+                return []
             normalized = [self._normalize(event, record) for event in result]
         except RecordRejected as error:
             self._reject(record, error.reason, shown)
-            return
+            return []
         except Exception as error:  # a format bug or hostile value: reject, keep going
             if self._debug:
                 raise
             self._reject(record, f"could not convert record: {type(error).__name__}", shown)
-            return
+            return []
         report = self._report
         report.records_with_events += 1
+        kept: list[Normalized] = []
         for item_event in normalized:
             event = item_event.event
             report.events[event.name.value] += 1
@@ -183,7 +193,8 @@ class Normalizer:
             if excluded:
                 report.excluded[excluded] += 1
             else:
-                yield item_event
+                kept.append(item_event)
+        return kept
 
     def _normalize(self, event: EmailEvent, record: Record) -> Normalized:
         if event.timestamp > self._latest:

@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import EmailEvent, RecordRejected, Skip
+from ..events import EmailEvent, EventName, RecordRejected, Skip
+
+# --- reasons -------------------------------------------------------------------------------
+# A skip or reject reason reads "<category>[: <detail>]". Run summaries group records by the
+# category, so every format says the same thing in the same words, and a category never
+# holds per-record values (those go in the detail).
+
+# Skip categories: the record is understood and deliberately yields no event.
+NOT_EMAIL_EVENT = "not an email event"  # sends, processing, rendering, inbound mail, pings...
+DEFERRAL = "deferral"  # a delay or temporary failure; the provider is still trying
+SUPPRESSED = "suppressed before sending"  # dropped, suppress-*, blocked by a provider's list
+SECOND_OPEN = "second signal for the same open"
+SECOND_CLICK = "second signal for the same click"
+SECOND_BOUNCE = "second signal for the same bounce"
+SECOND_COMPLAINT = "second signal for the same complaint"
+NON_EMAIL_CHANNEL = "channel is not email"
+PERSON_LEVEL = "person-level subscription change"
+NOT_A_BOUNCE = "not a bounce"  # auto-replies and notices that arrive as bounces
+NOT_A_COMPLAINT = "not a complaint"  # a feedback report saying "not spam"
+# A reject, not a skip: an event type we don't know may be one of the six under a new
+# name, so the raw record goes to the rejects file where the user can see it.
+UNKNOWN_EVENT = "unknown event type"
+
+# Reject categories: the record cannot become events.
+UNKNOWN_SHAPE = "unknown record shape"
+NO_EVENT_TYPE = "no event type"
+NO_IDENTITY = "no recipient and no user id"
+
+# bounce_type values, the same for every provider so summaries and warehouses can compare.
+HARD = "hard"
+SOFT = "soft"
+BLOCK = "block"
+UNDETERMINED = "undetermined"
+
+_DETAIL_LIMIT = 200
+_TRUTHY = frozenset({"true", "1", "yes", "y", "t"})
 
 # What converting one record gives: events (one record may yield several) or a skip.
 # A record that cannot be converted raises RecordRejected with the reason.
@@ -89,7 +125,11 @@ def dig(data: Mapping[str, Any], *path: str) -> Any:
 
 def require_identity(recipient: str | None, user_id: str | None) -> None:
     if not recipient and not user_id:
-        raise RecordRejected("no recipient and no user id")
+        raise RecordRejected(NO_IDENTITY)
+
+
+# C0 controls and DEL; one regex scan instead of a Python loop over each character.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_email(value: object) -> str | None:
@@ -97,7 +137,7 @@ def clean_email(value: object) -> str | None:
     address = text(value)
     if address is None:
         return None
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in address):
+    if _CONTROL.search(address):
         raise RecordRejected("recipient contains control characters")
     if "<" in address and address.endswith(">"):
         address = address[address.rindex("<") + 1 : -1].strip()
@@ -107,5 +147,57 @@ def clean_email(value: object) -> str | None:
 
 
 def compact(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop absent values so events carry only what the provider knew."""
-    return {k: v for k, v in properties.items() if v is not None and v != ""}
+    """Drop absent values so events carry only what the provider knew.
+
+    Empty lists and objects count as absent: a warehouse column that is always [] says
+    nothing, and an empty tag list is how providers write "no tags".
+    """
+    return {k: v for k, v in properties.items() if not _empty(v)}
+
+
+def _empty(value: object) -> bool:
+    # Only containers and text can be empty: False and 0 are real values.
+    return value is None or (isinstance(value, str | list | tuple | Mapping) and not value)
+
+
+def truthy(value: object) -> bool:
+    """A provider flag that may arrive as a JSON bool or as CSV text."""
+    if isinstance(value, bool):
+        return value
+    shown = text(value)
+    return shown is not None and shown.lower() in _TRUTHY
+
+
+def loose_key(name: object) -> str:
+    """A key compared loosely: "user_id", "userId", "UserID" and "user-id" are one key."""
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def reason(category: str, detail: object = None) -> str:
+    """A "<category>[: <detail>]" reason; the detail is one trimmed line."""
+    shown = detail.strip() if isinstance(detail, str) else text(detail)
+    if not shown:
+        return category
+    shown = " ".join(shown.split())
+    if len(shown) > _DETAIL_LIMIT:
+        shown = shown[: _DETAIL_LIMIT - 3] + "..."
+    return f"{category}: {shown}"
+
+
+def skip(category: str, detail: object = None) -> Skip:
+    return Skip(reason(category, detail))
+
+
+def reject(category: str, detail: object = None) -> RecordRejected:
+    """The exception to raise; callers write `raise reject(...)` so the raise stays visible."""
+    return RecordRejected(reason(category, detail))
+
+
+def skipped_outcome(category: str) -> str:
+    """A mapping-table outcome for values that are skipped."""
+    return f"skipped: {category}"
+
+
+def bounced_outcome(bounce_type: str) -> str:
+    """A mapping-table outcome for values that become a bounce of one bounce_type."""
+    return f"{EventName.BOUNCED.value} ({bounce_type})"

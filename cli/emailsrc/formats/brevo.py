@@ -9,16 +9,33 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..events import EmailEvent, EventName
 from ..timestamps import TimestampError, parse_timestamp
-from .base import Conversion, Format, MappingRow, clean_email, require_identity, text
-from .webhook_helpers import (
+from .base import (
+    DEFERRAL,
+    HARD,
+    NOT_EMAIL_EVENT,
+    PERSON_LEVEL,
+    SECOND_OPEN,
+    SOFT,
+    SUPPRESSED,
+    UNKNOWN_EVENT,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    reject,
+    skip,
+    skipped_outcome,
+    text,
+)
+from .common import (
     custom_properties,
     event_type,
+    identify,
     merge_properties,
+    nonzero_id,
     parse_custom_text,
-    skip,
-    string_list,
     tag_fields,
-    user_id_from,
+    tag_list,
 )
 
 PROVIDER = "brevo"
@@ -40,11 +57,11 @@ _EVENTS = {
     "unsubscribe": EventName.UNSUBSCRIBED,
 }
 _BOUNCE_TYPES = {
-    "hard_bounce": "hard",
-    "hard_bounced": "hard",
+    "hard_bounce": HARD,
+    "hard_bounced": HARD,
     # Brevo reports retries as "deferred"; a soft bounce is the final temporary failure.
-    "soft_bounce": "soft",
-    "soft_bounced": "soft",
+    "soft_bounce": SOFT,
+    "soft_bounced": SOFT,
 }
 # Opens loaded by a privacy proxy (Apple Mail Privacy Protection and the like).
 _MACHINE_OPENS = frozenset({"proxy_open"})
@@ -52,18 +69,23 @@ _MACHINE_OPENS = frozenset({"proxy_open"})
 _SKIPPED = {
     # Brevo marks the first open of a recipient with an extra event beside "opened"
     # ("First opening" / "unique_opened"); the "opened" stream is the one kept.
-    "unique_opened": "second open signal",
-    "first_opening": "second open signal",
-    "unique_proxy_open": "second open signal",
-    "unique_proxy_opened": "second open signal",
-    "request": "send event",
-    "sent": "send event",
-    "deferred": "deferral",
-    "blocked": "suppressed before sending",
-    "invalid_email": "suppressed before sending",
-    "invalid": "suppressed before sending",
-    "error": "send error",
-    "list_addition": "not an email delivery event",
+    "unique_opened": SECOND_OPEN,
+    "first_opening": SECOND_OPEN,
+    "unique_proxy_open": SECOND_OPEN,
+    "unique_proxy_opened": SECOND_OPEN,
+    "request": NOT_EMAIL_EVENT,
+    "sent": NOT_EMAIL_EVENT,
+    "deferred": DEFERRAL,
+    "blocked": SUPPRESSED,
+    "invalid_email": SUPPRESSED,
+    "invalid": SUPPRESSED,
+    # Brevo could not send the message at all.
+    "error": NOT_EMAIL_EVENT,
+    # A contact added to a list: the person subscribed, no email involved.
+    "list_addition": PERSON_LEVEL,
+    # Marketing webhooks for changes to a contact record: no email involved.
+    "contact_updated": NOT_EMAIL_EVENT,
+    "contact_deleted": NOT_EMAIL_EVENT,
 }
 
 # "date" is in Brevo's CET/CEST wall-clock time; only a last resort after the UTC fields.
@@ -87,18 +109,18 @@ class BrevoFormat(Format):
             return skip(_SKIPPED[kind], kind)
         name = _EVENTS.get(kind)
         if name is None:
-            return skip("unsupported event type", kind)
+            raise reject(UNKNOWN_EVENT, kind)
         return [_event(data, name, kind)]
 
     def mapping_table(self) -> list[MappingRow]:
         rows = [MappingRow(kind, _outcome(kind, name)) for kind, name in _EVENTS.items()]
-        rows += [MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()]
+        rows += [MappingRow(kind, skipped_outcome(why)) for kind, why in _SKIPPED.items()]
         return rows
 
 
 def _outcome(kind: str, name: EventName) -> str:
     if kind in _BOUNCE_TYPES:
-        return f"{name.value} ({_BOUNCE_TYPES[kind]})"
+        return bounced_outcome(_BOUNCE_TYPES[kind])
     if kind in _MACHINE_OPENS:
         return f"{name.value} (machine open)"
     return name.value
@@ -107,32 +129,33 @@ def _outcome(kind: str, name: EventName) -> str:
 def _event(data: Mapping[str, Any], name: EventName, kind: str) -> EmailEvent:
     raw_custom = data.get("X-Mailin-custom")
     custom = parse_custom_text(raw_custom)
-    tags = string_list(data.get("tags")) or string_list(data.get("tag"))
-    recipient = clean_email(data.get("email"))
-    user_id = user_id_from(custom, tag_fields(tags))
-    require_identity(recipient, user_id)
+    tags = tag_list(data.get("tags")) or tag_list(data.get("tag"))
+    who = identify(data.get("email"), custom, tag_fields(tags))
     standard = {
         "email_subject": text(data.get("subject")),
         "campaign_id": text(data.get("camp_id")),
         "campaign_name": text(data.get("campaign name")),
         "template_id": text(data.get("template_id")),
-        "tags": tags or None,
+        "tags": tags,
         "bounce_type": _BOUNCE_TYPES.get(kind),
         "reason": text(data.get("reason")),
         "x_mailin_custom": None if custom else text(raw_custom),
-        "brevo_contact_id": _nonzero(data.get("contact_id")),
+        # Brevo sends contact_id 0 when the recipient is not a known contact.
+        "brevo_contact_id": nonzero_id(data.get("contact_id")),
     }
     return EmailEvent(
         name=name,
         timestamp=_timestamp(data),
         provider=PROVIDER,
-        recipient=recipient,
-        user_id=user_id,
+        recipient=who.recipient,
+        user_id=who.user_id,
         email_id=text(data.get("message-id")) or text(data.get("messageId")),
         event_id=None,  # "id" is the webhook's id, the same for every event it posts
         link_url=text(data.get("link")) if name is EventName.CLICKED else None,
         machine_open=kind in _MACHINE_OPENS,
-        properties=merge_properties(custom_properties(custom), standard),
+        properties=merge_properties(
+            standard=standard, custom=custom_properties(custom, skip_keys=[who.user_key])
+        ),
     )
 
 
@@ -160,12 +183,6 @@ def _local_date(value: object) -> datetime:
     except ZoneInfoNotFoundError:
         raise TimestampError("timestamp without time zone: no tz database") from None
     return parse_timestamp(moment.replace(tzinfo=zone))
-
-
-def _nonzero(value: object) -> str | None:
-    # Brevo sends contact_id 0 when the recipient is not a known contact.
-    shown = text(value)
-    return None if shown in (None, "0") else shown
 
 
 FORMATS = [BrevoFormat()]

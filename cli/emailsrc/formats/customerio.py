@@ -20,22 +20,35 @@ Decisions where Customer.io's documents leave room:
   `data.prefetched`, or a metrics map whose only open signal is `prefetch_opened`); a
   `proxied` open alone is a person reading through a privacy proxy.
 - A `synthetic` open (inferred from a click) is still the one open of that email.
-- A metric this module does not know is skipped, not rejected: Customer.io adds metrics
-  over time and a new one must not fail a backfill. The summary still shows it.
+- A metric this module does not know is rejected, like an unknown event type in every
+  other format: the run goes on, and the record is kept in the rejects file so a metric
+  Customer.io adds later is seen rather than silently lost. A delivery record (a metrics
+  map) is rejected only when none of its metrics is known; beside known metrics, an
+  unknown one is ignored.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache, partial
 from typing import Any
 
-from ..events import EmailEvent, EventName, RecordRejected, Skip
+from ..events import EmailEvent, EventName, Skip
 from ..timestamps import parse_timestamp
 from .base import (
+    DEFERRAL,
+    NO_EVENT_TYPE,
+    NON_EMAIL_CHANNEL,
+    NOT_EMAIL_EVENT,
+    PERSON_LEVEL,
+    SECOND_CLICK,
+    SECOND_OPEN,
+    SUPPRESSED,
+    UNKNOWN_EVENT,
+    UNKNOWN_SHAPE,
     Conversion,
     Converter,
     Format,
@@ -43,8 +56,13 @@ from .base import (
     MappingRow,
     clean_email,
     compact,
+    loose_key,
+    reject,
     require_identity,
+    skip,
+    skipped_outcome,
     text,
+    truthy,
 )
 
 PROVIDER = "customerio"
@@ -61,18 +79,18 @@ EVENT_FOR_METRIC: Mapping[str, EventName] = {
 # the classification is a second signal of the same open, not another open. Same for clicks.
 OPEN_SIGNALS = ("opened", "human_opened", "prefetch_opened")
 CLICK_SIGNALS = ("clicked", "human_clicked", "prefetch_clicked")
-SUPPRESSED = ("dropped", "suppressed")
-NOT_EMAIL_EVENTS = (
+SUPPRESSED_METRICS = ("dropped", "suppressed")
+DEFERRED_METRICS = ("deferred",)
+NOT_EMAIL_METRICS = (
     "created",
     "drafted",
     "attempted",
     "sent",
-    "deferred",
     "converted",
     "failed",
     "undeliverable",
 )
-PERSON_LEVEL = ("subscribed", "unsubscribed", "cio_subscription_preferences_changed")
+PERSON_LEVEL_METRICS = ("subscribed", "unsubscribed", "cio_subscription_preferences_changed")
 # These two never concern one delivery; `unsubscribed` does when a delivery caused it.
 _PERSON_ONLY = ("subscribed", "cio_subscription_preferences_changed")
 OTHER_CHANNELS = ("push", "sms", "in_app", "webhook", "slack", "whatsapp")
@@ -81,17 +99,19 @@ KNOWN_METRICS = frozenset(
         *EVENT_FOR_METRIC,
         *OPEN_SIGNALS,
         *CLICK_SIGNALS,
-        *SUPPRESSED,
-        *NOT_EMAIL_EVENTS,
-        *PERSON_LEVEL,
+        *SUPPRESSED_METRICS,
+        *DEFERRED_METRICS,
+        *NOT_EMAIL_METRICS,
+        *PERSON_LEVEL_METRICS,
     )
 )
+# A delivery record whose metric columns are all empty: nothing happened to it yet.
+_NO_METRIC_TIMES = "delivery has no metric times"
 
 # Older `event_type` values are "<channel>_<metric>"; in_app first, it holds an underscore.
 _LEGACY_CHANNELS = ("in_app", "email", "customer", *OTHER_CHANNELS)
 # Customer.io's own semantic event names ("Email Link Clicked"...) reduce to these.
 _METRIC_SPELLINGS = {"link_clicked": "clicked", "marked_as_spam": "spammed"}
-_TRUTHY = frozenset({"true", "1", "yes", "y", "t"})
 _SHOWN_KEYS = 8
 
 
@@ -241,7 +261,7 @@ class CustomerIO(Format):
 
     def convert(self, data: Mapping[str, Any]) -> Conversion:
         if not isinstance(data, Mapping):
-            raise RecordRejected("unknown record shape: not a JSON object")
+            raise reject(UNKNOWN_SHAPE, "not a JSON object")
         if isinstance(data.get("metrics"), Mapping):
             return _convert_message(data)
         if "metric" in data and ("object_type" in data or isinstance(data.get("data"), Mapping)):
@@ -250,7 +270,7 @@ class CustomerIO(Format):
             return _convert_legacy(data)
         if "metric" in data:
             return _convert_flat(data)
-        raise RecordRejected(f"unknown record shape: keys {_show_keys(data)}")
+        raise reject(UNKNOWN_SHAPE, f"keys {_show_keys(data)}")
 
     def mapping_table(self) -> list[MappingRow]:
         return [*_metric_rows(), *_legacy_rows()]
@@ -278,7 +298,7 @@ def _is_legacy_type(event_type: str) -> bool:
 
 
 def _csv_signature(columns: Sequence[str]) -> bool:
-    names = {_loose(c) for c in columns if isinstance(c, str)}
+    names = {loose_key(c) for c in columns if isinstance(c, str)}
     if not names & _SIGNATURE_COLUMNS:
         return False
     if names & set(_EVENT_ALIASES["metric"]):
@@ -345,7 +365,7 @@ def _map_metric_times(columns: tuple[str, ...]) -> Mapping[str, str]:
     by_loose = _by_loose_name(columns)
     found: dict[str, str] = {}
     for metric in _TIME_METRICS:
-        base = _loose(metric)
+        base = loose_key(metric)
         header = next((by_loose[base + s] for s in _TIME_SUFFIXES if base + s in by_loose), None)
         if header is not None:
             found[metric] = header
@@ -356,12 +376,8 @@ def _by_loose_name(columns: Sequence[object]) -> dict[str, str]:
     by_loose: dict[str, str] = {}
     for column in columns:
         if isinstance(column, str):
-            by_loose.setdefault(_loose(column), column)
+            by_loose.setdefault(loose_key(column), column)
     return by_loose
-
-
-def _loose(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 # --- one record per event ------------------------------------------------------------------
@@ -374,7 +390,7 @@ def _convert_webhook(body: Mapping[str, Any]) -> Conversion:
     record.channel = _channel(body.get("object_type") or body.get("object_type_type"))
     record.event_id = text(body.get("event_id"))
     record.timestamp = body.get("timestamp")
-    if record.metric in PERSON_LEVEL and record.delivery_id is None:
+    if record.metric in PERSON_LEVEL_METRICS and record.delivery_id is None:
         # A subscription change that no delivery caused belongs to the person, whichever
         # channel Customer.io names as its trigger.
         record.channel = "customer"
@@ -397,6 +413,15 @@ def _convert_flat(body: Mapping[str, Any]) -> Conversion:
 
 def _convert_event_row(by_field: Mapping[str, str], row: Mapping[Any, Any]) -> Conversion:
     _check_ragged(row)
+    # Half the rows of a metrics export yield no event (sent, an open's second signal...):
+    # decide from the metric and channel columns before reading the other columns.
+    channel = by_field.get("channel")
+    outcome = _classify_metric(
+        _metric_name(row.get(by_field.get("metric"))),
+        _channel(row.get(channel)) if channel is not None else None,
+    )
+    if isinstance(outcome, Skip):
+        return outcome
     return _convert_event(_record_from_columns(row, by_field))
 
 
@@ -411,29 +436,49 @@ def _convert_event(record: _Record) -> Conversion:
 
 
 def _classify(record: _Record) -> EventName | Skip:
-    metric = record.metric
+    return _classify_metric(record.metric, record.channel)
+
+
+def _classify_metric(metric: str | None, channel: str | None) -> EventName | Skip:
     if not metric:
-        raise RecordRejected("missing metric")
-    channel = record.channel or "email"
+        raise reject(NO_EVENT_TYPE)
+    return _outcome(metric, channel or "email")
+
+
+# Once per record, over a handful of distinct (metric, channel) pairs; bounded because
+# hostile input can hold any number of them. Skip is frozen, so sharing one is safe.
+@lru_cache(maxsize=4096)
+def _outcome(metric: str, channel: str) -> EventName | Skip:
     if channel == "customer" or metric in _PERSON_ONLY:
-        return Skip(f"person-level subscription change: {metric}")
+        return skip(PERSON_LEVEL, metric)
     if channel != "email":
-        return Skip(f"channel is not email: {channel}")
+        return skip(NON_EMAIL_CHANNEL, channel)
     if metric in EVENT_FOR_METRIC:
         return EVENT_FOR_METRIC[metric]
-    return _skip_for_metric(metric)
+    category = _skip_category(metric)
+    if category is None:
+        # lru_cache does not keep a raise: each record of an unknown metric gets here.
+        raise reject(UNKNOWN_EVENT, metric[:80])
+    return skip(category, metric[:80])
 
 
-def _skip_for_metric(metric: str) -> Skip:
-    if metric in OPEN_SIGNALS:
-        return Skip(f"second signal for the same open: {metric}")
-    if metric in CLICK_SIGNALS:
-        return Skip(f"second signal for the same click: {metric}")
-    if metric in SUPPRESSED:
-        return Skip(f"suppressed before sending: {metric}")
-    if metric in NOT_EMAIL_EVENTS:
-        return Skip(f"metric is not an email event: {metric}")
-    return Skip(f"unknown metric: {metric[:80]}")
+def _skip_category(metric: str) -> str | None:
+    for category, metrics in _SKIPPED_METRICS:
+        if metric in metrics:
+            return category
+    return None
+
+
+# Metrics that yield no event, by skip category. A delivery record with several of them is
+# skipped under the first category that applies: one suppressed or deferred is what
+# matters about a delivery that was also "sent".
+_SKIPPED_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (SUPPRESSED, SUPPRESSED_METRICS),
+    (DEFERRAL, DEFERRED_METRICS),
+    (NOT_EMAIL_EVENT, NOT_EMAIL_METRICS),
+    (SECOND_OPEN, OPEN_SIGNALS[1:]),
+    (SECOND_CLICK, CLICK_SIGNALS[1:]),
+)
 
 
 # --- one record per delivery ---------------------------------------------------------------
@@ -460,9 +505,9 @@ def _convert_delivery_row(
 
 def _convert_delivery(record: _Record, times: Mapping[str, object]) -> Conversion:
     if record.channel not in (None, "email"):
-        return Skip(f"channel is not email: {record.channel}")
+        return skip(NON_EMAIL_CHANNEL, record.channel)
     if not times:
-        return Skip("delivery has no metric times")
+        return skip(_NO_METRIC_TIMES)
     plans = _delivery_plan(times)
     if not plans:
         return _idle_delivery(times)
@@ -500,13 +545,19 @@ def _first_signal(times: Mapping[str, object], signals: Sequence[str]) -> dateti
 
 
 def _idle_delivery(times: Mapping[str, object]) -> Skip:
-    suppressed = sorted(m for m in times if m in SUPPRESSED)
-    if suppressed:
-        return Skip(f"suppressed before sending: {', '.join(suppressed)}")
-    known = sorted(m for m in times if m in KNOWN_METRICS)
-    if known:
-        return Skip(f"metric is not an email event: {', '.join(known)}")
-    return Skip(f"unknown metric: {', '.join(sorted(times))[:80]}")
+    """A delivery none of whose metrics is an event: suppressed, deferred, only sent...
+
+    Metric times that are all unknown are not "no metric times": the record says something
+    happened and this module cannot tell what, so it is rejected and kept.
+    """
+    for category, metrics in _SKIPPED_METRICS:
+        found = sorted(m for m in times if m in metrics)
+        if found:
+            return skip(category, ", ".join(found))
+    found = sorted(m for m in times if m in PERSON_LEVEL_METRICS)
+    if found:
+        return skip(PERSON_LEVEL, ", ".join(found))
+    raise reject(UNKNOWN_EVENT, ", ".join(sorted(times))[:80])
 
 
 # --- shared pieces -------------------------------------------------------------------------
@@ -537,20 +588,19 @@ def _record_from_data(data: Mapping[str, Any]) -> _Record:
         link_id=text(data.get("link_id")),
         failure_message=_first_text(data, "failure_message", "reason"),
         # Opens say `prefetched`, clicks say `machine`; each only appears on its own metric.
-        machine=_truthy(data.get("prefetched")) or _truthy(data.get("machine")),
+        machine=truthy(data.get("prefetched")) or truthy(data.get("machine")),
     )
 
 
 def _record_from_columns(row: Mapping[Any, Any], by_field: Mapping[str, str]) -> _Record:
     values = {name: row.get(header) for name, header in by_field.items()}
     record = _Record(**{k: text(v) for k, v in values.items() if k not in ("timestamp", "machine")})
-    return replace(
-        record,
-        metric=_metric_name(values.get("metric")),
-        channel=_channel(values.get("channel")),
-        timestamp=values.get("timestamp"),
-        machine=_truthy(values.get("machine")),
-    )
+    # Set in place: dataclasses.replace() re-runs __init__ over every field, once per row.
+    record.metric = _metric_name(values.get("metric"))
+    record.channel = _channel(values.get("channel"))
+    record.timestamp = values.get("timestamp")
+    record.machine = truthy(values.get("machine"))
+    return record
 
 
 def _identity(record: _Record) -> tuple[str | None, str | None]:
@@ -600,23 +650,32 @@ def _check_ragged(row: Mapping[Any, Any]) -> None:
     # csv.DictReader files surplus fields under the key None and pads short rows with None;
     # either way the values no longer line up with the header.
     if None in row:
-        raise RecordRejected("ragged row: more fields than the header")
-    if any(value is None for value in row.values()):
-        raise RecordRejected("ragged row: fewer fields than the header")
+        raise reject("ragged row", "more fields than the header")
+    if None in row.values():
+        raise reject("ragged row", "fewer fields than the header")
 
 
 def _metric_name(value: object) -> str | None:
     """ "Email Opened", "email_opened" and "opened" all name the metric `opened`."""
     name = text(value)
-    if name is None:
-        return None
+    return None if name is None else _metric_spelling(name)
+
+
+# A file holds a few dozen distinct spellings; the regex ran once per record.
+@lru_cache(maxsize=4096)
+def _metric_spelling(name: str) -> str:
     name = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_").removeprefix("email_")
     return _METRIC_SPELLINGS.get(name, name)
 
 
 def _channel(value: object) -> str | None:
     name = text(value)
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") if name else None
+    return _channel_spelling(name) if name else None
+
+
+@lru_cache(maxsize=4096)
+def _channel_spelling(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def _split_event_type(event_type: str) -> tuple[str, str | None]:
@@ -629,13 +688,6 @@ def _split_event_type(event_type: str) -> tuple[str, str | None]:
 
 def _first_text(data: Mapping[str, Any], *keys: str) -> str | None:
     return next((found for key in keys if (found := text(data.get(key))) is not None), None)
-
-
-def _truthy(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    shown = text(value)
-    return shown is not None and shown.lower() in _TRUTHY
 
 
 def _blank(value: object) -> bool:
@@ -653,20 +705,21 @@ def _show_keys(data: Mapping[Any, Any]) -> str:
 
 def _metric_rows() -> list[MappingRow]:
     rows = [
-        MappingRow(f"{metric} (of a delivery)" if metric in PERSON_LEVEL else metric, name.value)
+        MappingRow(
+            f"{metric} (of a delivery)" if metric in PERSON_LEVEL_METRICS else metric, name.value
+        )
         for metric, name in EVENT_FOR_METRIC.items()
     ]
     rows += [
-        MappingRow(", ".join(OPEN_SIGNALS[1:]), "skipped: second signal for the same open"),
-        MappingRow(", ".join(CLICK_SIGNALS[1:]), "skipped: second signal for the same click"),
-        MappingRow(", ".join(SUPPRESSED), "skipped: suppressed before sending"),
-        MappingRow(", ".join(NOT_EMAIL_EVENTS), "skipped: metric is not an email event"),
+        MappingRow(", ".join(metrics), skipped_outcome(category))
+        for category, metrics in _SKIPPED_METRICS
+    ]
+    rows += [
         MappingRow(
             "subscribed, unsubscribed (no delivery), cio_subscription_preferences_changed",
-            "skipped: person-level subscription change",
+            skipped_outcome(PERSON_LEVEL),
         ),
-        MappingRow(f"object_type {', '.join(OTHER_CHANNELS)}", "skipped: channel is not email"),
-        MappingRow("any other metric", "skipped: unknown metric"),
+        MappingRow(f"object_type {', '.join(OTHER_CHANNELS)}", skipped_outcome(NON_EMAIL_CHANNEL)),
     ]
     return rows
 
@@ -674,16 +727,17 @@ def _metric_rows() -> list[MappingRow]:
 def _legacy_rows() -> list[MappingRow]:
     rows = [MappingRow(f"email_{m}", n.value) for m, n in EVENT_FOR_METRIC.items()]
     rows += [
-        MappingRow("email_dropped", "skipped: suppressed before sending"),
+        MappingRow("email_dropped", skipped_outcome(SUPPRESSED)),
+        MappingRow("email_deferred", skipped_outcome(DEFERRAL)),
         MappingRow(
-            ", ".join(f"email_{m}" for m in NOT_EMAIL_EVENTS if m != "created"),
-            "skipped: metric is not an email event",
+            ", ".join(f"email_{m}" for m in NOT_EMAIL_METRICS if m != "created"),
+            skipped_outcome(NOT_EMAIL_EVENT),
         ),
         MappingRow(
             "customer_subscribed, customer_unsubscribed",
-            "skipped: person-level subscription change",
+            skipped_outcome(PERSON_LEVEL),
         ),
-        MappingRow("push_*, sms_*, slack_*, webhook_*, ...", "skipped: channel is not email"),
+        MappingRow("push_*, sms_*, slack_*, webhook_*, ...", skipped_outcome(NON_EMAIL_CHANNEL)),
     ]
     return rows
 

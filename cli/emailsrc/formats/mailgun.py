@@ -7,23 +7,34 @@ from typing import Any
 
 from ..events import EmailEvent, EventName
 from ..timestamps import parse_timestamp
-from .base import Conversion, Format, MappingRow, clean_email, dig, require_identity, text
-from .webhook_common import (
+from .base import (
     BLOCK,
     DEFERRAL,
     HARD,
     NOT_EMAIL_EVENT,
     SOFT,
     SUPPRESSED,
+    UNKNOWN_EVENT,
+    UNKNOWN_SHAPE,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    dig,
+    reject,
+    skip,
+    skipped_outcome,
+    text,
+)
+from .common import (
     campaign_from_tags,
     custom_properties,
-    find_user_id,
+    identify,
     merge_properties,
-    skip,
+    object_list,
+    page_items,
     strip_brackets,
     tag_list,
-    unknown_shape,
-    unknown_type,
 )
 
 PROVIDER = "mailgun"
@@ -80,16 +91,14 @@ class MailgunFormat(Format):
     def explode(self, data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         items = data.get("items")
         if "event-data" not in data and isinstance(items, list):
-            # An Events API page; a stray non-object item is rejected on its own.
-            for item in items:
-                yield item if isinstance(item, Mapping) else {}
+            yield from page_items(items)  # an Events API page
             return
         yield data
 
     def convert(self, data: Mapping[str, Any]) -> Conversion:
         event = data.get("event-data", data)
         if not isinstance(event, Mapping) or not isinstance(event.get("event"), str):
-            raise unknown_shape("no Mailgun event-data")
+            raise reject(UNKNOWN_SHAPE, "no Mailgun event-data")
         kind = event["event"].strip().lower()
         if kind in _SKIPPED:
             return skip(_SKIPPED[kind], kind)
@@ -97,19 +106,19 @@ class MailgunFormat(Format):
             return _failed(event)
         name = _EVENTS.get(kind)
         if name is None:
-            raise unknown_type(kind)
+            raise reject(UNKNOWN_EVENT, kind)
         return [_event(event, name, _engagement(event, name))]
 
     def mapping_table(self) -> list[MappingRow]:
         rows = [MappingRow(kind, name.value) for kind, name in _EVENTS.items()]
         rows += [
-            MappingRow("failed (permanent, reason bounce/generic)", "Email Bounced (hard)"),
-            MappingRow("failed (permanent, reason old)", "Email Bounced (soft)"),
-            MappingRow("failed (permanent, reason espblock)", "Email Bounced (block)"),
-            MappingRow("failed (permanent, reason suppress-*)", f"skipped: {SUPPRESSED}"),
-            MappingRow("failed (temporary)", f"skipped: {DEFERRAL}"),
+            MappingRow("failed (permanent, reason bounce/generic)", bounced_outcome(HARD)),
+            MappingRow("failed (permanent, reason old)", bounced_outcome(SOFT)),
+            MappingRow("failed (permanent, reason espblock)", bounced_outcome(BLOCK)),
+            MappingRow("failed (permanent, reason suppress-*)", skipped_outcome(SUPPRESSED)),
+            MappingRow("failed (temporary)", skipped_outcome(DEFERRAL)),
         ]
-        rows += [MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()]
+        rows += [MappingRow(kind, skipped_outcome(why)) for kind, why in _SKIPPED.items()]
         return rows
 
 
@@ -148,31 +157,28 @@ def _engagement(event: Mapping[str, Any], name: EventName) -> dict[str, Any]:
 
 def _event(event: Mapping[str, Any], name: EventName, extra: dict[str, Any]) -> EmailEvent:
     variables = event.get("user-variables")
-    user_id, user_key = find_user_id(variables)
-    recipient = clean_email(event.get("recipient"))
-    require_identity(recipient, user_id)
+    who = identify(event.get("recipient"), variables)
     return EmailEvent(
         name=name,
         timestamp=parse_timestamp(event.get("timestamp")),
         provider=PROVIDER,
-        recipient=recipient,
-        user_id=user_id,
+        recipient=who.recipient,
+        user_id=who.user_id,
         email_id=strip_brackets(dig(event, "message", "headers", "message-id")),
         # Mailgun's event id is only "unique within a day": the composite key is safer.
         event_id=None,
         link_url=text(event.get("url")) if name is EventName.CLICKED else None,
         machine_open=name is EventName.OPENED and extra.get("bot") is not None,
         properties=merge_properties(
-            {**_standard(event), **extra},
-            custom_properties(variables, skip_keys=[user_key] if user_key else []),
+            standard={**_standard(event), **extra},
+            custom=custom_properties(variables, skip_keys=[who.user_key]),
         ),
     )
 
 
 def _standard(event: Mapping[str, Any]) -> dict[str, Any]:
     tags = tag_list(event.get("tags"))
-    listed = event.get("campaigns")
-    campaigns = [c for c in listed if isinstance(c, Mapping)] if isinstance(listed, list) else []
+    campaigns = object_list(event.get("campaigns"))
     campaign = campaigns[0] if len(campaigns) == 1 else {}
     return {
         "email_subject": text(dig(event, "message", "headers", "subject")),

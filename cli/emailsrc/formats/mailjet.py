@@ -6,16 +6,30 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..events import EmailEvent, EventName
-from .base import Conversion, Format, MappingRow, clean_email, require_identity, text
-from .webhook_helpers import (
+from .base import (
+    DEFERRAL,
+    HARD,
+    SOFT,
+    SUPPRESSED,
+    UNKNOWN_EVENT,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    reject,
+    skip,
+    skipped_outcome,
+    text,
+    truthy,
+)
+from .common import (
     custom_properties,
     event_type,
     first_timestamp,
+    identify,
     merge_properties,
+    nonzero_id,
     parse_custom_text,
-    skip,
-    truthy,
-    user_id_from,
 )
 
 PROVIDER = "mailjet"
@@ -32,7 +46,7 @@ _EVENTS = {
 _SKIPPED = {
     # "blocked": Mailjet never handed the message to a mail server (preblocked,
     # duplicate in campaign, sender or content blocked).
-    "blocked": "suppressed before sending",
+    "blocked": SUPPRESSED,
 }
 
 # Bounce errors that Mailjet itself calls temporary: delivery is retried, so the bounce
@@ -61,18 +75,18 @@ class MailjetFormat(Format):
             return _bounce(data)
         name = _EVENTS.get(kind)
         if name is None:
-            return skip("unsupported event type", kind)
+            raise reject(UNKNOWN_EVENT, kind)
         return [_event(data, name)]
 
     def mapping_table(self) -> list[MappingRow]:
         rows = [MappingRow(kind, name.value) for kind, name in _EVENTS.items()]
         rows += [
-            MappingRow("bounce (hard_bounce: true)", "Email Bounced (hard)"),
-            MappingRow("bounce (hard_bounce: false)", "Email Bounced (soft)"),
-            MappingRow("bounce (temporary error, not hard)", "skipped: deferral"),
-            MappingRow("bounce (error related to mailjet)", "skipped: suppressed before sending"),
+            MappingRow("bounce (hard_bounce: true)", bounced_outcome(HARD)),
+            MappingRow("bounce (hard_bounce: false)", bounced_outcome(SOFT)),
+            MappingRow("bounce (temporary error, not hard)", skipped_outcome(DEFERRAL)),
+            MappingRow("bounce (error related to mailjet)", skipped_outcome(SUPPRESSED)),
         ]
-        rows += [MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()]
+        rows += [MappingRow(kind, skipped_outcome(why)) for kind, why in _SKIPPED.items()]
         return rows
 
 
@@ -81,11 +95,11 @@ def _bounce(data: Mapping[str, Any]) -> Conversion:
     error = text(data.get("error"))
     related = text(data.get("error_related_to"))
     if related == "mailjet":
-        return skip("suppressed before sending", error)
+        return skip(SUPPRESSED, error)
     if not hard and (error or "").lower() in _TEMPORARY_ERRORS:
-        return skip("deferral", error)
+        return skip(DEFERRAL, error)
     details = {
-        "bounce_type": "hard" if hard else "soft",
+        "bounce_type": HARD if hard else SOFT,
         "reason": _bounce_reason(related, error, text(data.get("comment"))),
         "error_related_to": related,
         "blocked": truthy(data.get("blocked")) or None,
@@ -111,15 +125,13 @@ def _event(
     data: Mapping[str, Any], name: EventName, extra: Mapping[str, Any] | None = None
 ) -> EmailEvent:
     custom = _custom_fields(data)
-    recipient = clean_email(data.get("email"))
-    user_id = user_id_from(custom)
-    require_identity(recipient, user_id)
+    who = identify(data.get("email"), custom)
     standard = {
-        "campaign_id": _nonzero(data.get("mj_campaign_id")),
+        "campaign_id": nonzero_id(data.get("mj_campaign_id")),
         "campaign_name": text(data.get("customcampaign")),
         "custom_id": text(data.get("CustomID")),
         "message_guid": text(data.get("Message_GUID")),
-        "list_id": _nonzero(data.get("mj_list_id")) if name is EventName.UNSUBSCRIBED else None,
+        "list_id": nonzero_id(data.get("mj_list_id")) if name is EventName.UNSUBSCRIBED else None,
         "source": text(data.get("source")) if name is EventName.SPAM else None,
         **(extra or {}),
     }
@@ -129,12 +141,14 @@ def _event(
         name=name,
         timestamp=first_timestamp(data.get("time")),
         provider=PROVIDER,
-        recipient=recipient,
-        user_id=user_id,
+        recipient=who.recipient,
+        user_id=who.user_id,
         email_id=_message_id(data),
         event_id=None,  # Mailjet gives no per-event id
         link_url=text(data.get("url")) if name is EventName.CLICKED else None,
-        properties=merge_properties(custom_properties(custom), standard),
+        properties=merge_properties(
+            standard=standard, custom=custom_properties(custom, skip_keys=[who.user_key])
+        ),
     )
 
 
@@ -144,12 +158,6 @@ def _message_id(data: Mapping[str, Any]) -> str | None:
         or text(data.get("mj_message_id"))
         or text(data.get("Message_GUID"))
     )
-
-
-def _nonzero(value: object) -> str | None:
-    # Mailjet sends 0 for "no campaign" / "no list".
-    shown = text(value)
-    return None if shown in (None, "0") else shown
 
 
 FORMATS = [MailjetFormat()]

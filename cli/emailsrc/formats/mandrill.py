@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..events import EmailEvent, EventName
-from ..timestamps import parse_timestamp
-from .base import Conversion, Format, MappingRow, clean_email, dig, require_identity, text
-from .webhook_common import (
+from .base import (
     DEFERRAL,
     HARD,
     NOT_EMAIL_EVENT,
     SOFT,
     SUPPRESSED,
+    UNKNOWN_EVENT,
+    UNKNOWN_SHAPE,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    dig,
+    reject,
+    skip,
+    skipped_outcome,
+    text,
+)
+from .common import (
     campaign_from_tags,
     custom_properties,
     embedded_json,
-    find_user_id,
+    first_timestamp,
+    identify,
     merge_properties,
-    skip,
+    object_list,
+    page_items,
     tag_list,
-    unknown_shape,
-    unknown_type,
 )
 
 PROVIDER = "mandrill"
@@ -40,8 +52,6 @@ _EVENTS = {
 _BOUNCE_TYPES = {"hard_bounce": HARD, "soft_bounce": SOFT}
 
 _SKIPPED = {
-    # Mandrill has no separate delivery event; "send" is skipped like every send event.
-    "send": NOT_EMAIL_EVENT,
     "deferral": DEFERRAL,
     # The address is on the rejection denylist (or the message broke a rule): not sent.
     "reject": SUPPRESSED,
@@ -53,6 +63,15 @@ _SYNC_TYPES = frozenset({"whitelist", "blacklist", "allowlist", "denylist"})
 
 # user_agent_parsed.type names the kind of client; "robot" is an automated fetch.
 _MACHINE_AGENT = "robot"
+
+# Mandrill has no delivery event: "send" means Mandrill handed the message on, and only the
+# receiving server's reply, logged in msg.smtp_events, says whether it took the message.
+# An smtp event's diag is that reply ("250 2.0.0 OK ...", "smtp;550 5.1.1 ..."); its type
+# ("sent", "deferred"...) is Mandrill's reading of it, used when diag carries no code.
+_SEND = "send"
+_UNCONFIRMED_SEND = "send (no delivery confirmation)"
+_REPLY_CODE = re.compile(r"(?:smtp;)?\s*([2-5])\d\d\b", re.IGNORECASE)
+_ACCEPTED_TYPE = "sent"
 
 
 class MandrillFormat(Format):
@@ -74,39 +93,43 @@ class MandrillFormat(Format):
             return
         events = embedded_json(data["mandrill_events"], "mandrill_events")
         if not isinstance(events, list):
-            raise unknown_shape("mandrill_events is not a list")
-        for item in events:
-            yield item if isinstance(item, Mapping) else {}
+            raise reject(UNKNOWN_SHAPE, "mandrill_events is not a list")
+        yield from page_items(events)
 
     def convert(self, data: Mapping[str, Any]) -> Conversion:
         if _is_sync(data):
             return skip(NOT_EMAIL_EVENT, f"{text(data.get('type'))} sync")
         kind = text(data.get("event"))
         if kind is None:
-            raise unknown_shape("no Mandrill event")
+            raise reject(UNKNOWN_SHAPE, "no Mandrill event")
         kind = kind.lower()
         if kind in _SKIPPED:
             return skip(_SKIPPED[kind], kind)
-        name = _EVENTS.get(kind)
+        name = EventName.DELIVERED if kind == _SEND else _EVENTS.get(kind)
         if name is None:
-            raise unknown_type(kind)
+            raise reject(UNKNOWN_EVENT, kind)
         msg = data.get("msg")
         if not isinstance(msg, Mapping):
-            raise unknown_shape("no Mandrill msg object")
+            raise reject(UNKNOWN_SHAPE, "no Mandrill msg object")
+        if kind == _SEND:
+            return _send(data, msg)
         return [_event(data, msg, name, kind)]
 
     def mapping_table(self) -> list[MappingRow]:
         rows = [
+            MappingRow("send (last smtp_events reply is 2xx)", EventName.DELIVERED.value),
+            MappingRow("send (no smtp_events, or no 2xx reply)", skipped_outcome(NOT_EMAIL_EVENT)),
+        ]
+        rows += [
             MappingRow(kind, name.value)
             for kind, name in _EVENTS.items()
             if name is not EventName.BOUNCED
         ]
         rows += [
-            MappingRow(kind, f"{EventName.BOUNCED.value} ({bounce})")
-            for kind, bounce in _BOUNCE_TYPES.items()
+            MappingRow(kind, bounced_outcome(bounce)) for kind, bounce in _BOUNCE_TYPES.items()
         ]
-        rows += [MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()]
-        rows.append(MappingRow("sync events (allow/deny lists)", f"skipped: {NOT_EMAIL_EVENT}"))
+        rows += [MappingRow(kind, skipped_outcome(why)) for kind, why in _SKIPPED.items()]
+        rows.append(MappingRow("sync events (allow/deny lists)", skipped_outcome(NOT_EMAIL_EVENT)))
         return rows
 
 
@@ -124,28 +147,51 @@ def _is_sync(data: Mapping[str, Any]) -> bool:
     return text(data.get("type")) in _SYNC_TYPES and "event" not in data and "action" in data
 
 
+def _send(data: Mapping[str, Any], msg: Mapping[str, Any]) -> Conversion:
+    reply = _last_smtp_event(msg)
+    if reply is None or not _accepted(reply):
+        return skip(NOT_EMAIL_EVENT, _UNCONFIRMED_SEND)
+    # The reply's own time is when the receiving server took the message.
+    return [_event(data, msg, EventName.DELIVERED, _SEND, moment=reply.get("ts"))]
+
+
+def _last_smtp_event(msg: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    # Mandrill appends to the log in the order the attempts happened.
+    attempts = object_list(msg.get("smtp_events"))
+    return attempts[-1] if attempts else None
+
+
+def _accepted(reply: Mapping[str, Any]) -> bool:
+    code = _REPLY_CODE.match(text(reply.get("diag")) or "")
+    if code is not None:
+        return code.group(1) == "2"
+    return (text(reply.get("type")) or "").lower() == _ACCEPTED_TYPE
+
+
 def _event(
-    data: Mapping[str, Any], msg: Mapping[str, Any], name: EventName, kind: str
+    data: Mapping[str, Any],
+    msg: Mapping[str, Any],
+    name: EventName,
+    kind: str,
+    moment: object = None,
 ) -> EmailEvent:
     metadata = msg.get("metadata")
-    user_id, user_key = find_user_id(metadata)
-    recipient = clean_email(msg.get("email"))
-    require_identity(recipient, user_id)
+    who = identify(msg.get("email"), metadata)
     agent_type = text(dig(data, "user_agent_parsed", "type"))
     return EmailEvent(
         name=name,
-        timestamp=parse_timestamp(data.get("ts")),
+        timestamp=first_timestamp(moment, data.get("ts")),
         provider=PROVIDER,
-        recipient=recipient,
-        user_id=user_id,
+        recipient=who.recipient,
+        user_id=who.user_id,
         email_id=text(msg.get("_id")) or text(data.get("_id")),
         # Mandrill events carry only the message's _id; the composite key tells them apart.
         event_id=None,
         link_url=text(data.get("url")) if name is EventName.CLICKED else None,
         machine_open=name is EventName.OPENED and (agent_type or "").lower() == _MACHINE_AGENT,
         properties=merge_properties(
-            _standard(msg, kind),
-            custom_properties(metadata, skip_keys=[user_key] if user_key else []),
+            standard=_standard(msg, kind),
+            custom=custom_properties(metadata, skip_keys=[who.user_key]),
         ),
     )
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..events import EmailEvent, EventName, RecordRejected
+from ..events import EmailEvent, EventName
 from ..timestamps import parse_timestamp
 from .base import (
+    NO_EVENT_TYPE,
     Conversion,
     Converter,
     Format,
@@ -28,10 +29,13 @@ from .base import (
     MappingRow,
     clean_email,
     compact,
+    reject,
     require_identity,
+    skip,
+    skipped_outcome,
     text,
+    truthy,
 )
-from .webhook_helpers import skip, truthy
 
 NAME = "mapped-csv"
 DEFAULT_PROVIDER = "csv"
@@ -60,6 +64,10 @@ FIELDS = (*COLUMN_FIELDS, "provider")
 # plain token.
 _PROVIDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MAPPING_TABLES = frozenset({"fields", "events"})
+
+# The user's mapping decides what the file's values mean, so a value it leaves out is the
+# user's choice, not an unknown event type of some provider.
+_UNMAPPED = "unmapped event value"
 
 
 def parse_assignments(items: list[str], option: str) -> dict[str, str]:
@@ -142,10 +150,10 @@ class MappedCsvFormat(Format):
         if not self.event_map:
             return [
                 MappingRow("VALUE given with --event-map VALUE=EVENT", "the EVENT given"),
-                MappingRow("any value not mapped", "skipped: unmapped event value"),
+                MappingRow("any value not mapped", skipped_outcome(_UNMAPPED)),
             ]
         rows = [MappingRow(value, name.value) for value, name in self.event_map.items()]
-        rows.append(MappingRow("any other value", "skipped: unmapped event value"))
+        rows.append(MappingRow("any other value", skipped_outcome(_UNMAPPED)))
         return rows
 
     def _converter(self, columns: _Columns) -> Callable[[Mapping[str, Any]], Conversion]:
@@ -157,10 +165,10 @@ class MappedCsvFormat(Format):
     def _convert_row(self, row: Mapping[str, Any], columns: _Columns) -> Conversion:
         value = columns.get(row, "event")
         if value is None:
-            raise RecordRejected("no event value")
+            raise reject(NO_EVENT_TYPE)
         name = self._lookup.get(_event_key(value))
         if name is None:
-            return skip("unmapped event value", value)
+            return skip(_UNMAPPED, value)
         return [self._event(row, columns, name)]
 
     def _event(self, row: Mapping[str, Any], columns: _Columns, name: EventName) -> EmailEvent:

@@ -7,26 +7,35 @@ from typing import Any
 
 from ..events import EmailEvent, EventName
 from ..timestamps import parse_timestamp
-from .base import Conversion, Format, MappingRow, clean_email, require_identity, text
-from .webhook_common import (
+from .base import (
     BLOCK,
     DEFERRAL,
     HARD,
-    NOT_A_FAILURE,
+    NOT_A_BOUNCE,
     NOT_EMAIL_EVENT,
-    NOT_SENT,
-    SECOND_SIGNAL,
+    PERSON_LEVEL,
+    SECOND_BOUNCE,
+    SECOND_COMPLAINT,
     SOFT,
     SUPPRESSED,
     UNDETERMINED,
+    UNKNOWN_EVENT,
+    UNKNOWN_SHAPE,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    reject,
+    skip,
+    skipped_outcome,
+    text,
+)
+from .common import (
     campaign_from_tags,
     custom_properties,
-    find_user_id,
+    identify,
     merge_properties,
-    skip,
     tag_list,
-    unknown_shape,
-    unknown_type,
 )
 
 PROVIDER = "postmark"
@@ -50,6 +59,10 @@ _SIMPLE = {
 # API pages: the list key and the RecordType of its items (older items omit it).
 _PAGES = {"Bounces": "Bounce", "Opens": "Open", "Clicks": "Click"}
 
+# SuppressionReason of a SubscriptionChange that follows a failure: the Bounce or
+# SpamComplaint record of that failure is the event.
+_SECOND_SIGNALS = {"HardBounce": SECOND_BOUNCE, "SpamComplaint": SECOND_COMPLAINT}
+
 # Bounce "Type" values (Postmark's bounce types table). Final failures of the message are
 # bounces; SoftBounce / Undeliverable is reported once Postmark has stopped retrying, and
 # DnsError, like it, is a bounce record of the message rather than a delay notice.
@@ -69,16 +82,18 @@ _BOUNCE_SKIPS = {
     "BadEmailAddress": SUPPRESSED,
     "ManuallyDeactivated": SUPPRESSED,
     "Unconfirmed": SUPPRESSED,
-    "SMTPApiError": NOT_SENT,
-    "TemplateRenderingFailed": NOT_SENT,
+    # Postmark could not send: an API error, a template that did not render.
+    "SMTPApiError": NOT_EMAIL_EVENT,
+    "TemplateRenderingFailed": NOT_EMAIL_EVENT,
     # Replies and notices that come back as bounces but are not failed deliveries;
     # SpamNotification says the message was delivered and then filtered, not reported.
-    "AutoResponder": NOT_A_FAILURE,
-    "AddressChange": NOT_A_FAILURE,
-    "ChallengeVerification": NOT_A_FAILURE,
-    "OpenRelayTest": NOT_A_FAILURE,
-    "SpamNotification": NOT_A_FAILURE,
-    "Subscribe": NOT_EMAIL_EVENT,
+    "AutoResponder": NOT_A_BOUNCE,
+    "AddressChange": NOT_A_BOUNCE,
+    "ChallengeVerification": NOT_A_BOUNCE,
+    "OpenRelayTest": NOT_A_BOUNCE,
+    "SpamNotification": NOT_A_BOUNCE,
+    # A subscribe request mailed to the sender, as SparkPost's bounce class 80.
+    "Subscribe": NOT_A_BOUNCE,
     "InboundError": NOT_EMAIL_EVENT,
 }
 
@@ -112,11 +127,11 @@ class PostmarkFormat(Format):
     def convert(self, data: Mapping[str, Any]) -> Conversion:
         record = text(data.get("RecordType"))
         if record is None:
-            raise unknown_shape("no Postmark RecordType")
+            raise reject(UNKNOWN_SHAPE, "no Postmark RecordType")
         if record == "Inbound":
             return skip(NOT_EMAIL_EVENT, record)
         if record not in _RECORDS:
-            raise unknown_type(record)
+            raise reject(UNKNOWN_EVENT, record)
         if record in _SIMPLE:
             return [_event(data, record, _SIMPLE[record], _extra(data, record))]
         if record == "Bounce":
@@ -126,29 +141,31 @@ class PostmarkFormat(Format):
     def mapping_table(self) -> list[MappingRow]:
         rows = [MappingRow(record, name.value) for record, name in _SIMPLE.items()]
         rows += [
-            MappingRow(f"Bounce (Type {kind})", f"{EventName.BOUNCED.value} ({bounce})")
+            MappingRow(f"Bounce (Type {kind})", bounced_outcome(bounce))
             for kind, bounce in _BOUNCES.items()
         ]
         rows.append(MappingRow("Bounce (Type Unsubscribe)", EventName.UNSUBSCRIBED.value))
         rows.append(MappingRow("Bounce (Type SpamComplaint)", EventName.SPAM.value))
         rows += [
-            MappingRow(f"Bounce (Type {kind})", f"skipped: {why}")
+            MappingRow(f"Bounce (Type {kind})", skipped_outcome(why))
             for kind, why in _BOUNCE_SKIPS.items()
         ]
-        rows += [
+        rows.append(
             MappingRow(
                 "SubscriptionChange (suppressed, ManualSuppression by the recipient)",
                 EventName.UNSUBSCRIBED.value,
-            ),
-            MappingRow(
-                "SubscriptionChange (suppressed after HardBounce / SpamComplaint)",
-                f"skipped: {SECOND_SIGNAL}",
-            ),
+            )
+        )
+        rows += [
+            MappingRow(f"SubscriptionChange (suppressed after {why})", skipped_outcome(category))
+            for why, category in _SECOND_SIGNALS.items()
+        ]
+        rows += [
             MappingRow(
                 "SubscriptionChange (reactivation, or suppression by the sender)",
-                f"skipped: {NOT_EMAIL_EVENT}",
+                skipped_outcome(PERSON_LEVEL),
             ),
-            MappingRow("Inbound", f"skipped: {NOT_EMAIL_EVENT}"),
+            MappingRow("Inbound", skipped_outcome(NOT_EMAIL_EVENT)),
         ]
         return rows
 
@@ -163,7 +180,7 @@ def _bounce(data: Mapping[str, Any]) -> Conversion:
     if kind == "SpamComplaint":
         return [_event(data, "Bounce", EventName.SPAM, {})]
     if kind not in _BOUNCES:
-        raise unknown_type(f"Bounce {kind}")
+        raise reject(UNKNOWN_EVENT, f"Bounce {kind}")
     extra = {
         "bounce_type": _BOUNCES[kind],
         "bounce_subtype": kind,
@@ -175,16 +192,15 @@ def _bounce(data: Mapping[str, Any]) -> Conversion:
 def _subscription_change(data: Mapping[str, Any]) -> Conversion:
     why = text(data.get("SuppressionReason"))
     if data.get("SuppressSending") is not True:
-        return skip(NOT_EMAIL_EVENT, "reactivation")
-    if why in ("HardBounce", "SpamComplaint"):
-        # The Bounce or SpamComplaint record of the same failure is the event.
-        return skip(SECOND_SIGNAL, f"suppression after {why}")
+        return skip(PERSON_LEVEL, "reactivation")
+    if why in _SECOND_SIGNALS:
+        return skip(_SECOND_SIGNALS[why], f"suppression after {why}")
     if why != "ManualSuppression":
-        raise unknown_type(f"SubscriptionChange {why}")
+        raise reject(UNKNOWN_EVENT, f"SubscriptionChange {why}")
     origin = text(data.get("Origin")) or "Recipient"
     if origin != "Recipient":
         # The sender or Postmark support suppressed the address, not the recipient.
-        return skip(NOT_EMAIL_EVENT, f"suppression by {origin}")
+        return skip(PERSON_LEVEL, f"suppression by {origin}")
     return [_event(data, "SubscriptionChange", EventName.UNSUBSCRIBED, _stream_list(data))]
 
 
@@ -207,9 +223,7 @@ def _event(
 ) -> EmailEvent:
     recipient_key, time_key = _RECORDS[record]
     metadata = data.get("Metadata")
-    user_id, user_key = find_user_id(metadata)
-    recipient = clean_email(data.get(recipient_key) or data.get("Email") or data.get("Recipient"))
-    require_identity(recipient, user_id)
+    who = identify(data.get(recipient_key) or data.get("Email") or data.get("Recipient"), metadata)
     tags = tag_list(data.get("Tag"))
     standard = {
         "email_subject": text(data.get("Subject")),
@@ -222,13 +236,13 @@ def _event(
         name=name,
         timestamp=parse_timestamp(data.get(time_key)),
         provider=PROVIDER,
-        recipient=recipient,
-        user_id=user_id,
+        recipient=who.recipient,
+        user_id=who.user_id,
         email_id=text(data.get("MessageID")),
         event_id=_event_id(data, record),
         link_url=text(data.get("OriginalLink")) if name is EventName.CLICKED else None,
         properties=merge_properties(
-            standard, custom_properties(metadata, skip_keys=[user_key] if user_key else [])
+            standard=standard, custom=custom_properties(metadata, skip_keys=[who.user_key])
         ),
     )
 

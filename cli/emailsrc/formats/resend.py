@@ -6,14 +6,33 @@ from collections.abc import Mapping, Sequence
 from email.utils import getaddresses
 from typing import Any
 
-from ..events import EmailEvent, EventName, RecordRejected
-from .base import Conversion, Format, MappingRow, clean_email, require_identity, text
-from .webhook_helpers import (
+from ..events import EmailEvent, EventName
+from .base import (
+    DEFERRAL,
+    HARD,
+    NO_EVENT_TYPE,
+    NOT_EMAIL_EVENT,
+    SOFT,
+    SUPPRESSED,
+    UNDETERMINED,
+    UNKNOWN_EVENT,
+    UNKNOWN_SHAPE,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    clean_email,
+    reject,
+    require_identity,
+    skip,
+    skipped_outcome,
+    text,
+)
+from .common import (
     custom_properties,
+    find_user_id,
     first_timestamp,
     merge_properties,
-    skip,
-    user_id_from,
 )
 
 PROVIDER = "resend"
@@ -26,16 +45,20 @@ _EVENTS = {
     "email.complained": EventName.SPAM,
 }
 _SKIPPED = {
-    "email.sent": "send event",
-    "email.scheduled": "send event",
-    "email.queued": "send event",
-    "email.delivery_delayed": "deferral",
-    "email.failed": "send error",
-    "email.suppressed": "suppressed before sending",
-    "email.received": "inbound message",
+    "email.sent": NOT_EMAIL_EVENT,
+    "email.scheduled": NOT_EMAIL_EVENT,
+    "email.queued": NOT_EMAIL_EVENT,
+    "email.delivery_delayed": DEFERRAL,
+    # Resend could not send the message at all.
+    "email.failed": NOT_EMAIL_EVENT,
+    "email.suppressed": SUPPRESSED,
+    # Inbound mail received for the sender.
+    "email.received": NOT_EMAIL_EVENT,
 }
+# contact.*, domain.*: account changes, not tied to an email delivery.
+_ACCOUNT_PREFIXES = ("contact.", "domain.")
 # Resend's bounce types come from its SES backend: Permanent, Transient, Undetermined.
-_BOUNCE_TYPES = {"permanent": "hard", "transient": "soft", "undetermined": "undetermined"}
+_BOUNCE_TYPES = {"permanent": HARD, "transient": SOFT, "undetermined": UNDETERMINED}
 # Permanent "bounces" whose subtype says Resend itself refused to send to the address.
 _SUPPRESSED_SUBTYPES = frozenset({"suppressed", "onaccountsuppressionlist"})
 
@@ -59,18 +82,17 @@ class ResendFormat(Format):
     def convert(self, data: Mapping[str, Any]) -> Conversion:
         kind = text(data.get("type"))
         if not kind:
-            raise RecordRejected("no event type")
+            raise reject(NO_EVENT_TYPE)
         if kind in _SKIPPED:
             return skip(_SKIPPED[kind], kind)
-        if not kind.startswith("email."):
-            # contact.*, domain.*: account changes, not tied to an email delivery
-            return skip("not an email delivery event", kind)
+        if kind.startswith(_ACCOUNT_PREFIXES):
+            return skip(NOT_EMAIL_EVENT, kind)
         name = _EVENTS.get(kind)
         if name is None:
-            return skip("unsupported event type", kind)
+            raise reject(UNKNOWN_EVENT, kind)
         payload = data.get("data")
         if not isinstance(payload, Mapping):
-            raise RecordRejected("unrecognized record: data is not an object")
+            raise reject(UNKNOWN_SHAPE, "data is not an object")
         if name is EventName.BOUNCED:
             return _bounce(data, payload)
         return _events(data, payload, name, {})
@@ -78,13 +100,15 @@ class ResendFormat(Format):
     def mapping_table(self) -> list[MappingRow]:
         rows = [MappingRow(kind, name.value) for kind, name in _EVENTS.items()]
         rows += [
-            MappingRow("email.bounced (Permanent)", "Email Bounced (hard)"),
-            MappingRow("email.bounced (Transient)", "Email Bounced (soft)"),
-            MappingRow("email.bounced (Suppressed)", "skipped: suppressed before sending"),
-            MappingRow("data.to with several addresses", "one event per recipient"),
-            MappingRow("contact.* / domain.*", "skipped: not an email delivery event"),
+            MappingRow(f"email.bounced ({kind.title()})", bounced_outcome(bounce))
+            for kind, bounce in _BOUNCE_TYPES.items()
         ]
-        rows += [MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()]
+        rows += [
+            MappingRow("email.bounced (Suppressed)", skipped_outcome(SUPPRESSED)),
+            MappingRow("data.to with several addresses", "one event per recipient"),
+            MappingRow("contact.* / domain.*", skipped_outcome(NOT_EMAIL_EVENT)),
+        ]
+        rows += [MappingRow(kind, skipped_outcome(why)) for kind, why in _SKIPPED.items()]
         return rows
 
 
@@ -94,10 +118,10 @@ def _bounce(data: Mapping[str, Any], payload: Mapping[str, Any]) -> Conversion:
     message = text(bounce.get("message"))
     subtype = text(bounce.get("subType"))
     if (subtype or "").lower() in _SUPPRESSED_SUBTYPES or "suppressed sending" in (message or ""):
-        return skip("suppressed before sending", subtype)
+        return skip(SUPPRESSED, subtype)
     kind = (text(bounce.get("type")) or "").lower()
     details = {
-        "bounce_type": _BOUNCE_TYPES.get(kind, "undetermined"),
+        "bounce_type": _BOUNCE_TYPES.get(kind, UNDETERMINED),
         "bounce_subtype": subtype,
         "reason": message,
     }
@@ -113,9 +137,12 @@ def _events(
     """One event per recipient: Resend lists every "to" address on each webhook."""
     tags = _tags(payload.get("tags"))
     recipients = _recipients(payload.get("to"))
-    # A user id tagged on a message to several people belongs to one of them, and the
-    # payload does not say which: those events stay keyed by each recipient's address.
-    user_id = user_id_from(tags) if len(recipients) <= 1 else None
+    user_id, user_key = find_user_id(tags)
+    if len(recipients) > 1:
+        # A user id tagged on a message to several people belongs to one of them, and the
+        # payload does not say which: those events stay keyed by each recipient's address,
+        # and the tag is not copied onto everyone's events either.
+        user_id = None
     if not recipients:
         require_identity(None, user_id)
     click = payload.get("click") if name is EventName.CLICKED else None
@@ -126,7 +153,9 @@ def _events(
         "campaign_id": text(payload.get("broadcast_id")),
         **extra,
     }
-    properties = merge_properties(custom_properties(tags), standard)
+    properties = merge_properties(
+        standard=standard, custom=custom_properties(tags, skip_keys=[user_key])
+    )
     return [
         EmailEvent(
             name=name,

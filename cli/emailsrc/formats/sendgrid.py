@@ -7,24 +7,34 @@ from typing import Any
 
 from ..events import EmailEvent, EventName
 from ..timestamps import parse_timestamp
-from .base import Conversion, Format, MappingRow, clean_email, require_identity, text
-from .webhook_common import (
+from .base import (
     BLOCK,
     DEFERRAL,
     HARD,
     NOT_EMAIL_EVENT,
+    PERSON_LEVEL,
     SOFT,
     SUPPRESSED,
     UNDETERMINED,
+    UNKNOWN_EVENT,
+    UNKNOWN_SHAPE,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    reject,
+    skip,
+    skipped_outcome,
+    text,
+    truthy,
+)
+from .common import (
     campaign_from_tags,
     custom_properties,
-    find_user_id,
+    identify,
     merge_properties,
-    skip,
     strip_brackets,
     tag_list,
-    unknown_shape,
-    unknown_type,
 )
 
 PROVIDER = "sendgrid"
@@ -41,7 +51,9 @@ _EVENTS = {
 
 _SKIPPED = {
     "processed": NOT_EMAIL_EVENT,
-    "group_resubscribe": NOT_EMAIL_EVENT,
+    # The recipient opted back in to an unsubscribe group: a change to the person's
+    # subscriptions, not to one email.
+    "group_resubscribe": PERSON_LEVEL,
     "deferred": DEFERRAL,
     # SendGrid drops a message it will not send (suppression lists, invalid address):
     # it never reached a mail server.
@@ -109,7 +121,7 @@ class SendGridFormat(Format):
     def convert(self, data: Mapping[str, Any]) -> Conversion:
         kind = text(data.get("event"))
         if kind is None:
-            raise unknown_shape("no SendGrid event name")
+            raise reject(UNKNOWN_SHAPE, "no SendGrid event name")
         kind = kind.lower()
         if kind in _SKIPPED:
             return skip(_SKIPPED[kind], kind)
@@ -117,38 +129,37 @@ class SendGridFormat(Format):
             return skip(NOT_EMAIL_EVENT, kind)
         name = _EVENTS.get(kind)
         if name is None:
-            raise unknown_type(kind)
+            raise reject(UNKNOWN_EVENT, kind)
         return [_event(data, name, kind)]
 
     def mapping_table(self) -> list[MappingRow]:
         rows = [MappingRow(kind, name.value) for kind, name in _EVENTS.items() if kind != "bounce"]
         rows += [
-            MappingRow(f"bounce (type {kind})", f"{EventName.BOUNCED.value} ({bounce})")
+            MappingRow(f"bounce (type {kind})", bounced_outcome(bounce))
             for kind, bounce in _BOUNCE_TYPES.items()
         ]
-        rows += [MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()]
-        rows += [MappingRow(kind, f"skipped: {NOT_EMAIL_EVENT}") for kind in _ACCOUNT_EVENTS]
+        rows.append(MappingRow("bounce (any other type)", bounced_outcome(UNDETERMINED)))
+        rows += [MappingRow(kind, skipped_outcome(why)) for kind, why in _SKIPPED.items()]
+        rows += [MappingRow(kind, skipped_outcome(NOT_EMAIL_EVENT)) for kind in _ACCOUNT_EVENTS]
         return rows
 
 
 def _event(data: Mapping[str, Any], name: EventName, kind: str) -> EmailEvent:
     custom = _custom_args(data)
-    user_id, user_key = find_user_id(custom)
-    recipient = clean_email(data.get("email"))
-    require_identity(recipient, user_id)
+    who = identify(data.get("email"), custom)
     return EmailEvent(
         name=name,
         timestamp=parse_timestamp(data.get("timestamp")),
         provider=PROVIDER,
-        recipient=recipient,
-        user_id=user_id,
+        recipient=who.recipient,
+        user_id=who.user_id,
         email_id=text(data.get("sg_message_id")) or strip_brackets(data.get("smtp-id")),
         event_id=text(data.get("sg_event_id")),
         link_url=text(data.get("url")) if name is EventName.CLICKED else None,
-        machine_open=name is EventName.OPENED and _flag(data.get("sg_machine_open")),
+        machine_open=name is EventName.OPENED and truthy(data.get("sg_machine_open")),
         properties=merge_properties(
-            _standard(data, name, kind),
-            custom_properties(custom, skip_keys=[user_key] if user_key else []),
+            standard=_standard(data, name, kind),
+            custom=custom_properties(custom, skip_keys=[who.user_key]),
         ),
     )
 
@@ -191,10 +202,6 @@ def _bounce(data: Mapping[str, Any]) -> dict[str, Any]:
         "reason": text(data.get("reason")),
         "smtp_status": text(data.get("status")),
     }
-
-
-def _flag(value: object) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 FORMATS = [SendGridFormat()]

@@ -12,25 +12,39 @@ from typing import Any, NoReturn
 
 from ..events import EmailEvent, EventName, RecordRejected
 from ..timestamps import parse_timestamp
-from .base import Conversion, Format, MappingRow, clean_email, dig, require_identity, text
-from .webhook_common import (
+from .base import (
     DEFERRAL,
     HARD,
+    NO_IDENTITY,
     NOT_A_COMPLAINT,
     NOT_EMAIL_EVENT,
-    NOT_SENT,
+    PERSON_LEVEL,
     SOFT,
     SUPPRESSED,
     UNDETERMINED,
+    UNKNOWN_EVENT,
+    UNKNOWN_SHAPE,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    clean_email,
+    dig,
+    loose_key,
+    reject,
+    require_identity,
+    skip,
+    skipped_outcome,
+    text,
+)
+from .common import (
     custom_properties,
     embedded_json,
     find_user_id,
-    loose_key,
     merge_properties,
+    object_list,
+    page_items,
     scalar,
-    skip,
-    unknown_shape,
-    unknown_type,
 )
 
 PROVIDER = "ses"
@@ -41,8 +55,8 @@ _SKIPPED = {
     "AmazonSnsSubscriptionSucceeded": NOT_EMAIL_EVENT,
     "DeliveryDelay": DEFERRAL,
     # SES found a virus and did not attempt delivery; or the template did not render.
-    "Reject": NOT_SENT,
-    "RenderingFailure": NOT_SENT,
+    "Reject": NOT_EMAIL_EVENT,
+    "RenderingFailure": NOT_EMAIL_EVENT,
 }
 
 # bounceType -> bounce_type. SES publishes a Transient bounce only once it has stopped
@@ -50,10 +64,10 @@ _SKIPPED = {
 # retrying for a period of time"), so it is final for the message.
 _BOUNCE_TYPES = {"Permanent": HARD, "Transient": SOFT, "Undetermined": UNDETERMINED}
 # Permanent bounces SES generated itself from a suppression list: never sent.
-_SUPPRESSION_SUBTYPES = frozenset({"Suppressed", "OnAccountSuppressionList"})
+_SUPPRESSION_SUBTYPES = ("Suppressed", "OnAccountSuppressionList")
 
 # SNS message types that only manage the subscription.
-_SNS_CONTROL = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
+_SNS_CONTROL = ("SubscriptionConfirmation", "UnsubscribeConfirmation")
 
 
 class SesFormat(Format):
@@ -76,9 +90,7 @@ class SesFormat(Format):
         records = data.get("Records")
         if "mail" not in data and isinstance(records, list):
             # A Lambda event from an SNS subscription: one envelope per record.
-            for item in records:
-                envelope = dig(item, "Sns")
-                yield envelope if isinstance(envelope, Mapping) else {}
+            yield from page_items(dig(item, "Sns") for item in records)
             return
         yield data
 
@@ -89,38 +101,38 @@ class SesFormat(Format):
                 return skip(NOT_EMAIL_EVENT, sns_type)
             data = embedded_json(data.get("Message"), "SNS Message")
             if not isinstance(data, Mapping):
-                raise unknown_shape("SNS Message is not an object")
+                raise reject(UNKNOWN_SHAPE, "SNS Message is not an object")
         kind = _event_type(data)
         if kind is None:
-            raise unknown_shape("no SES eventType or notificationType")
+            raise reject(UNKNOWN_SHAPE, "no SES eventType or notificationType")
         if kind in _SKIPPED:
             return skip(_SKIPPED[kind], kind)
         convert = _CONVERTERS.get(kind)
         if convert is None:
-            raise unknown_type(kind)
+            raise reject(UNKNOWN_EVENT, kind)
         mail = data.get("mail")
         if not isinstance(mail, Mapping):
-            raise unknown_shape("no SES mail object")
+            raise reject(UNKNOWN_SHAPE, "no SES mail object")
         return convert(data, mail)
 
     def mapping_table(self) -> list[MappingRow]:
-        suppressed = f"skipped: {SUPPRESSED}"
+        suppressed = skipped_outcome(SUPPRESSED)
         return [
             MappingRow("Delivery (per recipient)", EventName.DELIVERED.value),
             MappingRow("Open", EventName.OPENED.value),
             MappingRow("Click", EventName.CLICKED.value),
-            MappingRow("Bounce Permanent (per recipient)", "Email Bounced (hard)"),
-            MappingRow("Bounce Transient (per recipient)", "Email Bounced (soft)"),
-            MappingRow("Bounce Undetermined (per recipient)", "Email Bounced (undetermined)"),
-            MappingRow("Bounce Permanent/Suppressed", suppressed),
-            MappingRow("Bounce Permanent/OnAccountSuppressionList", suppressed),
+            *[
+                MappingRow(f"Bounce {kind} (per recipient)", bounced_outcome(bounce))
+                for kind, bounce in _BOUNCE_TYPES.items()
+            ],
+            *[MappingRow(f"Bounce Permanent/{sub}", suppressed) for sub in _SUPPRESSION_SUBTYPES],
             MappingRow("Complaint (per recipient)", EventName.SPAM.value),
             MappingRow("Complaint OnAccountSuppressionList", suppressed),
-            MappingRow("Complaint feedback not-spam", f"skipped: {NOT_A_COMPLAINT}"),
+            MappingRow("Complaint feedback not-spam", skipped_outcome(NOT_A_COMPLAINT)),
             MappingRow("Subscription (opt-out)", EventName.UNSUBSCRIBED.value),
-            MappingRow("Subscription (opt-in)", f"skipped: {NOT_EMAIL_EVENT}"),
-            *[MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()],
-            MappingRow("SNS SubscriptionConfirmation", f"skipped: {NOT_EMAIL_EVENT}"),
+            MappingRow("Subscription (opt-in)", skipped_outcome(PERSON_LEVEL)),
+            *[MappingRow(kind, skipped_outcome(why)) for kind, why in _SKIPPED.items()],
+            *[MappingRow(f"SNS {kind}", skipped_outcome(NOT_EMAIL_EVENT)) for kind in _SNS_CONTROL],
         ]
 
 
@@ -165,9 +177,9 @@ def _bounce(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
     if kind == "Permanent" and subtype in _SUPPRESSION_SUBTYPES:
         return skip(SUPPRESSED, subtype)
     if kind not in _BOUNCE_TYPES:
-        raise unknown_type(f"Bounce {kind}")
+        raise reject(UNKNOWN_EVENT, f"Bounce {kind}")
     events = []
-    for item in _listed(bounce.get("bouncedRecipients")):
+    for item in object_list(bounce.get("bouncedRecipients")):
         extra = {
             "bounce_type": _BOUNCE_TYPES[kind],
             "bounce_subtype": subtype,
@@ -190,7 +202,7 @@ def _complaint(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversion:
     extra = {"feedback_type": feedback}
     events = [
         _event(mail, EventName.SPAM, complaint.get("timestamp"), item.get("emailAddress"), extra)
-        for item in _listed(complaint.get("complainedRecipients"))
+        for item in object_list(complaint.get("complainedRecipients"))
     ]
     return events or _no_recipients("complainedRecipients")
 
@@ -216,7 +228,7 @@ def _subscription(data: Mapping[str, Any], mail: Mapping[str, Any]) -> Conversio
     everything = dig(change, "newTopicPreferences", "unsubscribeAll") is True
     topics = _opted_out_topics(change)
     if not everything and not topics:
-        return skip(NOT_EMAIL_EVENT, "subscription opt-in")
+        return skip(PERSON_LEVEL, "subscription opt-in")
     extra = {
         "list_name": text(change.get("contactList")),
         "topics": None if everything else topics,
@@ -233,7 +245,7 @@ def _opted_out_topics(change: Mapping[str, Any]) -> list[str]:
         statuses = dig(preferences, "topicSubscriptionStatus") if preferences else None
         return {
             name
-            for item in _listed(statuses)
+            for item in object_list(statuses)
             if (name := text(item.get("topicName")))
             and (text(item.get("subscriptionStatus")) or "").lower() == "optout"
         }
@@ -265,9 +277,8 @@ def _event(
     user_id, user_key = find_user_id(tags)
     recipient = clean_email(address)
     if recipient is None and user_id is None and destinations > 1:
-        raise RecordRejected(
-            f"ambiguous recipient: {name.value} on a message to {destinations} recipients"
-        )
+        detail = f"{name.value} on a message to {destinations} recipients"
+        raise reject("ambiguous recipient", detail)
     require_identity(recipient, user_id)
     standard = {
         "email_subject": text(dig(mail, "commonHeaders", "subject")),
@@ -284,7 +295,7 @@ def _event(
         # SES records carry no event id; the composite key tells them apart.
         event_id=None,
         properties=merge_properties(
-            standard, custom_properties(tags, skip_keys=[user_key] if user_key else [])
+            standard=standard, custom=custom_properties(tags, skip_keys=[user_key])
         ),
     )
 
@@ -316,12 +327,8 @@ def _single(value: object) -> object:
 def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     section = data.get(key)
     if not isinstance(section, Mapping):
-        raise unknown_shape(f"no SES {key} object")
+        raise reject(UNKNOWN_SHAPE, f"no SES {key} object")
     return section
-
-
-def _listed(value: object) -> list[Mapping[str, Any]]:
-    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
 
 
 def _addresses(value: object) -> list[str]:
@@ -329,7 +336,7 @@ def _addresses(value: object) -> list[str]:
 
 
 def _no_recipients(field: str) -> NoReturn:
-    raise RecordRejected(f"no recipient and no user id: empty {field}")
+    raise reject(NO_IDENTITY, f"empty {field}")
 
 
 FORMATS = [SesFormat()]

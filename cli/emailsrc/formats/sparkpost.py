@@ -5,16 +5,37 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..events import EmailEvent, EventName, RecordRejected
-from .base import Conversion, Format, MappingRow, clean_email, require_identity, text
-from .webhook_helpers import (
+from ..events import EmailEvent, EventName
+from .base import (
+    BLOCK,
+    DEFERRAL,
+    HARD,
+    NON_EMAIL_CHANNEL,
+    NOT_A_BOUNCE,
+    NOT_EMAIL_EVENT,
+    SECOND_OPEN,
+    SOFT,
+    SUPPRESSED,
+    UNDETERMINED,
+    UNKNOWN_EVENT,
+    UNKNOWN_SHAPE,
+    Conversion,
+    Format,
+    MappingRow,
+    bounced_outcome,
+    reject,
+    skip,
+    skipped_outcome,
+    text,
+)
+from .common import (
     custom_properties,
     event_type,
     first_timestamp,
+    identify,
     merge_properties,
-    skip,
-    string_list,
-    user_id_from,
+    page_items,
+    tag_list,
 )
 
 PROVIDER = "sparkpost"
@@ -34,40 +55,47 @@ _BOUNCES = frozenset({"bounce", "out_of_band"})
 # Every type that is understood but yields no event, with the stable skip category.
 _SKIPPED = {
     # SparkPost sends "initial_open" for the same open that also produces "open".
-    "initial_open": "second open signal",
-    "amp_initial_open": "second open signal",
-    "injection": "send event",
-    "delay": "deferral",
-    "policy_rejection": "suppressed before sending",
-    "generation_failure": "rendering failure",
-    "generation_rejection": "rendering failure",
-    "relay_injection": "inbound relay message",
-    "relay_rejection": "inbound relay message",
-    "relay_delivery": "inbound relay message",
-    "relay_tempfail": "inbound relay message",
-    "relay_permfail": "inbound relay message",
-    "sms_status": "non-email channel",
+    "initial_open": SECOND_OPEN,
+    "amp_initial_open": SECOND_OPEN,
+    "injection": NOT_EMAIL_EVENT,
+    "delay": DEFERRAL,
+    "policy_rejection": SUPPRESSED,
+    # The template did not render: nothing was sent.
+    "generation_failure": NOT_EMAIL_EVENT,
+    "generation_rejection": NOT_EMAIL_EVENT,
+    # Inbound relay: mail received for the sender, not mail the sender sent.
+    "relay_injection": NOT_EMAIL_EVENT,
+    "relay_rejection": NOT_EMAIL_EVENT,
+    "relay_delivery": NOT_EMAIL_EVENT,
+    "relay_tempfail": NOT_EMAIL_EVENT,
+    "relay_permfail": NOT_EMAIL_EVENT,
+    "sms_status": NON_EMAIL_CHANNEL,
+    # A/B test lifecycle (ab_test_event class): about the test, not one recipient's email.
+    "ab_test_completed": NOT_EMAIL_EVENT,
+    "ab_test_cancelled": NOT_EMAIL_EVENT,
 }
+_INBOUND_RELAY = "inbound relay message"
+_RELAY_CLASSES = frozenset({"relay_message", "relay_event"})
 
 # Bounce classification codes (SparkPost's "Bounce Classification Codes" table): the
 # category decides the bounce_type; admin codes are SparkPost's own suppressions, and
 # a few codes are not bounces at all.
 _BOUNCE_TYPES = {
-    "1": "undetermined",
-    "10": "hard",
-    "30": "hard",
-    "20": "soft",
-    "21": "soft",
-    "22": "soft",
-    "23": "soft",
-    "24": "soft",
-    "40": "soft",
-    "70": "soft",
-    "50": "block",
-    "51": "block",
-    "52": "block",
-    "53": "block",
-    "54": "block",
+    "1": UNDETERMINED,
+    "10": HARD,
+    "30": HARD,
+    "20": SOFT,
+    "21": SOFT,
+    "22": SOFT,
+    "23": SOFT,
+    "24": SOFT,
+    "40": SOFT,
+    "70": SOFT,
+    "50": BLOCK,
+    "51": BLOCK,
+    "52": BLOCK,
+    "53": BLOCK,
+    "54": BLOCK,
 }
 _SUPPRESSION_CLASSES = frozenset({"25", "26"})
 _NOT_BOUNCE_CLASSES = frozenset({"60", "80", "100"})
@@ -101,10 +129,7 @@ class SparkPostFormat(Format):
     def explode(self, data: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         results = data.get("results")
         if "msys" not in data and isinstance(results, list):
-            # An Events API page: its items are the records. A stray non-object item
-            # still counts, and is rejected as unrecognized.
-            for item in results:
-                yield item if isinstance(item, Mapping) else {}
+            yield from page_items(results)  # an Events API page
             return
         yield data
 
@@ -112,21 +137,35 @@ class SparkPostFormat(Format):
         if "msys" in data:
             return _convert_webhook_item(data["msys"])
         if not _is_flat_event(data):
-            raise RecordRejected("unrecognized record: not a SparkPost event")
+            raise reject(UNKNOWN_SHAPE, "not a SparkPost event")
         return _convert_event(data)
 
     def mapping_table(self) -> list[MappingRow]:
         rows = [MappingRow(kind, name.value) for kind, name in _EVENTS.items()]
         rows += [
-            MappingRow("bounce / out_of_band (class 10, 30)", "Email Bounced (hard)"),
-            MappingRow("bounce / out_of_band (soft classes)", "Email Bounced (soft)"),
-            MappingRow("bounce / out_of_band (class 50-54)", "Email Bounced (block)"),
-            MappingRow("bounce / out_of_band (class 1)", "Email Bounced (undetermined)"),
-            MappingRow("bounce / out_of_band (class 90)", EventName.UNSUBSCRIBED.value),
-            MappingRow("bounce (class 25, 26)", "skipped: suppressed before sending"),
-            MappingRow("bounce (class 60, 80, 100)", "skipped: not a bounce"),
+            MappingRow(f"bounce / out_of_band (class {_classes(bounce)})", bounced_outcome(bounce))
+            for bounce in (HARD, SOFT, BLOCK, UNDETERMINED)
         ]
-        rows += [MappingRow(kind, f"skipped: {why}") for kind, why in _SKIPPED.items()]
+        rows += [
+            MappingRow("bounce / out_of_band (no or unknown class)", bounced_outcome(UNDETERMINED)),
+            MappingRow(
+                f"bounce / out_of_band (class {_UNSUBSCRIBE_CLASS})", EventName.UNSUBSCRIBED.value
+            ),
+            MappingRow(
+                f"bounce (class {', '.join(sorted(_SUPPRESSION_CLASSES, key=int))})",
+                skipped_outcome(SUPPRESSED),
+            ),
+            MappingRow(
+                f"bounce (class {', '.join(sorted(_NOT_BOUNCE_CLASSES, key=int))})",
+                skipped_outcome(NOT_A_BOUNCE),
+            ),
+        ]
+        rows += [MappingRow(kind, skipped_outcome(why)) for kind, why in _SKIPPED.items()]
+        rows += [
+            MappingRow("msys {} (webhook ping)", skipped_outcome(NOT_EMAIL_EVENT)),
+            MappingRow("msys relay_message / relay_event", skipped_outcome(NOT_EMAIL_EVENT)),
+            MappingRow("delv_method other than esmtp / smtp", skipped_outcome(NON_EMAIL_CHANNEL)),
+        ]
         return rows
 
 
@@ -137,20 +176,25 @@ def _is_flat_event(data: Mapping[str, Any]) -> bool:
     return "transmission_id" in data or "rcpt_to" in data or "message_id" in data
 
 
+def _classes(bounce_type: str) -> str:
+    codes = sorted((c for c, t in _BOUNCE_TYPES.items() if t == bounce_type), key=int)
+    return ", ".join(codes)
+
+
 def _convert_webhook_item(msys: object) -> Conversion:
     if not isinstance(msys, Mapping):
-        raise RecordRejected("unrecognized record: msys is not an object")
+        raise reject(UNKNOWN_SHAPE, "msys is not an object")
     if not msys:
-        return skip("webhook ping")
+        return skip(NOT_EMAIL_EVENT, "webhook ping")
     if len(msys) != 1:
-        raise RecordRejected("unrecognized record: msys holds several event classes")
+        raise reject(UNKNOWN_SHAPE, "msys holds several event classes")
     ((event_class, event),) = msys.items()
-    if event_class in ("relay_message", "relay_event"):
-        return skip("inbound relay message")
+    if event_class in _RELAY_CLASSES:
+        return skip(NOT_EMAIL_EVENT, _INBOUND_RELAY)
     if not isinstance(event, Mapping):
-        raise RecordRejected("unrecognized record: event is not an object")
+        raise reject(UNKNOWN_SHAPE, "event is not an object")
     if event_class not in _WEBHOOK_CLASSES and "type" not in event:
-        return skip("unsupported event class", event_class)
+        raise reject(UNKNOWN_EVENT, f"event class {event_class}")
     return _convert_event(event)
 
 
@@ -160,21 +204,21 @@ def _convert_event(event: Mapping[str, Any]) -> Conversion:
         return skip(_SKIPPED[kind], kind)
     method = text(event.get("delv_method"))
     if method and method.lower() not in _EMAIL_METHODS:
-        return skip("non-email channel", method)
+        return skip(NON_EMAIL_CHANNEL, method)
     if kind in _BOUNCES:
         return _bounce(event, kind)
     name = _EVENTS.get(kind)
     if name is None:
-        return skip("unsupported event type", kind)
+        raise reject(UNKNOWN_EVENT, kind)
     return [_event(event, name)]
 
 
 def _bounce(event: Mapping[str, Any], kind: str) -> Conversion:
     bounce_class = text(event.get("bounce_class"))
     if bounce_class in _SUPPRESSION_CLASSES:
-        return skip("suppressed before sending", f"bounce class {bounce_class}")
+        return skip(SUPPRESSED, f"bounce class {bounce_class}")
     if bounce_class in _NOT_BOUNCE_CLASSES:
-        return skip("not a bounce", f"bounce class {bounce_class}")
+        return skip(NOT_A_BOUNCE, f"bounce class {bounce_class}")
     details = {
         "reason": text(event.get("reason")) or text(event.get("raw_reason")),
         "bounce_class": bounce_class,
@@ -183,7 +227,7 @@ def _bounce(event: Mapping[str, Any], kind: str) -> Conversion:
     }
     if bounce_class == _UNSUBSCRIBE_CLASS:
         return [_event(event, EventName.UNSUBSCRIBED, details)]
-    bounce_type = _BOUNCE_TYPES.get(bounce_class or "", "undetermined")
+    bounce_type = _BOUNCE_TYPES.get(bounce_class or "", UNDETERMINED)
     return [_event(event, EventName.BOUNCED, {"bounce_type": bounce_type, **details})]
 
 
@@ -191,16 +235,14 @@ def _event(
     event: Mapping[str, Any], name: EventName, extra: Mapping[str, Any] | None = None
 ) -> EmailEvent:
     meta = event.get("rcpt_meta")
-    recipient = clean_email(event.get("raw_rcpt_to") or event.get("rcpt_to"))
-    user_id = user_id_from(meta)
-    require_identity(recipient, user_id)
+    who = identify(event.get("raw_rcpt_to") or event.get("rcpt_to"), meta)
     clicked = name is EventName.CLICKED
     standard = {
         "email_subject": text(event.get("subject")),
         "campaign_id": text(event.get("campaign_id")),
         "template_id": text(event.get("template_id")),
         "transmission_id": text(event.get("transmission_id")),
-        "tags": string_list(event.get("rcpt_tags")) or None,
+        "tags": tag_list(event.get("rcpt_tags")),
         "link_name": text(event.get("target_link_name")) if clicked else None,
         **(extra or {}),
     }
@@ -208,12 +250,14 @@ def _event(
         name=name,
         timestamp=first_timestamp(event.get("timestamp")),
         provider=PROVIDER,
-        recipient=recipient,
-        user_id=user_id,
+        recipient=who.recipient,
+        user_id=who.user_id,
         email_id=text(event.get("message_id")) or text(event.get("transmission_id")),
         event_id=text(event.get("event_id")),
         link_url=text(event.get("target_link_url")) if clicked else None,
-        properties=merge_properties(custom_properties(meta), standard),
+        properties=merge_properties(
+            standard=standard, custom=custom_properties(meta, skip_keys=[who.user_key])
+        ),
     )
 
 
