@@ -27,8 +27,12 @@ lint: $(STAMP) ## ruff
 demo: $(STAMP) ## dry-run backfill of the bundled sample exports
 	$(BIN)/emailsrc backfill sample_exports/customerio_* --dry-run --id-namespace demo
 
+# Export sizes (records) for `make bench`; RSS_SIZES adds emailsrc-only runs, e.g. 5000000.
+SIZES     ?= 100000,1000000
+RSS_SIZES ?=
+
 bench: $(STAMP) ## benchmark against the segment-analytics-python baseline (prints a table)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --sizes $(SIZES) $(if $(RSS_SIZES),--rss-sizes $(RSS_SIZES))
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

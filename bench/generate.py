@@ -11,8 +11,9 @@ The mix follows a real send: every delivery is sent, most are delivered, some bo
 dropped, a share is opened (each open with its human/prefetch classification row), fewer
 are clicked, a few unsubscribe or complain, some convert. A few percent of rows are exact
 repeats of a recent row, as when two export windows overlap. JSONL also carries push and
-SMS deliveries. Metrics that are not one of Segment's six email events (sent, dropped,
-converted, human_opened, prefetch_opened, any push or SMS) map to nothing.
+SMS deliveries (the CSV export is of email only). Metrics that are not one of Segment's
+six email events (sent, dropped, converted, human_opened, prefetch_opened, anything push or
+SMS) map to nothing.
 
 Next to each file, `<file>.meta.json` says what a correct backfill sends (the count of
 distinct events that map to one of the six) and `<file>.ids` lists their Customer.io
@@ -30,8 +31,8 @@ import sys
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -182,8 +183,7 @@ def _csv_field(value: object) -> str:
 
 def csv_row(e: Event) -> str:
     campaign_id, campaign_name, subject = e.campaign
-    metric = e.metric if e.channel == "email" else f"{e.channel}_{e.metric}"
-    fields = (e.event_id, metric, _iso(e.at), e.user_id, e.recipient, e.delivery_id,
+    fields = (e.event_id, e.metric, _iso(e.at), e.user_id, e.recipient, e.delivery_id,
               campaign_id, campaign_name, subject, e.href, e.link_id, e.failure)
     return ",".join(_csv_field(f) for f in fields) + "\n"
 
@@ -209,8 +209,6 @@ def webhook_line(e: Event) -> str:
 
 
 def _maps(e: Event) -> bool:
-    # In the CSV a push or SMS row's metric reads "push_delivered": a metric no email
-    # event comes from. In JSONL object_type says the same.
     return e.channel == "email" and e.metric in MAPPED
 
 
@@ -232,6 +230,8 @@ def generate(path: Path, events: int, seed: int, shape: str) -> dict[str, object
                 duplicates += 1
             else:
                 e = next(stream)
+                if shape == "csv" and e.channel != "email":
+                    continue  # the metrics CSV export is per channel: email only
                 line = line_of(e)
                 recent.append((line, e))
                 if _maps(e):

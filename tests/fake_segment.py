@@ -14,6 +14,8 @@ event without messageId, type or identity. Faults are injected from a seeded gen
 an exact script: 5xx, 429 with Retry-After, dropped connections (before or in the middle
 of the body), hung requests, lost responses, per-request latency, outages, and a 400 for
 batches holding a "poison" event. Only accepted (2xx) requests count as received.
+With `max_rate` (`--max-rate`) it also enforces a rate like a token bucket holding one
+second of events: a batch that does not fit is answered 429 with a Retry-After.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import math
 import random
 import signal
 import sys
@@ -40,6 +43,9 @@ MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_EVENTS = 2_500
 EVENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 OK_BODY = b'{"success":true}'
+# How far below empty the rate bucket may go: the client's clock and ours disagree by
+# a few milliseconds, which must not turn a batch sent exactly on time into a 429.
+RATE_SLACK_SECONDS = 0.02
 
 # Script actions besides an HTTP status or a Reply.
 OK = "ok"
@@ -117,8 +123,13 @@ class FakeSegment:
         max_request_bytes: int = MAX_REQUEST_BYTES,
         max_event_bytes: int = MAX_EVENT_BYTES,
         max_batch_events: int = MAX_BATCH_EVENTS,
+        max_rate: float = 0.0,
     ) -> None:
         self.write_key = write_key
+        self.max_rate = max_rate  # events per second; 0: no limit
+        self._tokens = max_rate
+        self._tokens_at = time.monotonic()
+        self._rate_limited = 0
         self.faults = faults or Faults()
         self.max_request_bytes = max_request_bytes
         self.max_event_bytes = max_event_bytes
@@ -291,11 +302,32 @@ class FakeSegment:
             self._log(handler, path, f"{refused.status}: {refused}", refused.status, len(wire))
             _respond(handler, refused.status, refused.body)
             return
+        wait = self._take_tokens(len(events))
+        if wait is not None:
+            self._log(handler, path, "429: over the rate limit", 429, len(wire))
+            body = orjson.dumps({"code": "rate_limited", "message": "too many events"})
+            _respond(handler, 429, body, {"Retry-After": str(max(1, math.ceil(wait)))})
+            return
         self._accept(handler, path, events, document, len(wire), len(raw))
         if action == LOST:
             handler.close_connection = True
             return
         _respond(handler, 200, OK_BODY)
+
+    def _take_tokens(self, events: int) -> float | None:
+        """Spend `events` from the rate bucket: None when they fit, else seconds to wait."""
+        if self.max_rate <= 0:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            earned = (now - self._tokens_at) * self.max_rate
+            self._tokens = min(self.max_rate, self._tokens + earned)
+            self._tokens_at = now
+            if self._tokens + RATE_SLACK_SECONDS * self.max_rate < events:
+                self._rate_limited += 1
+                return (events - self._tokens) / self.max_rate
+            self._tokens -= events
+            return None
 
     def _next_action(self, faults: Faults) -> Action | None:
         if self._script:
@@ -454,7 +486,7 @@ class FakeSegment:
             requests = len(self._requests)
             return (
                 f"accepted {self._accepted_events} events in {self._accepted_requests} "
-                f"requests ({requests} requests seen)"
+                f"requests ({requests} requests seen, {self._rate_limited} over --max-rate)"
             )
 
 
@@ -545,6 +577,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped requests")
     parser.add_argument("--retry-after", default="1", help="Retry-After sent with a 429")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--max-rate", type=float, default=0.0,
+                        help="events per second before answering 429 (0: no limit)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -568,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         record_path=args.record,
         keep_events=False,
         keep_ids=False,
+        max_rate=args.max_rate,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -73,6 +73,13 @@ def test_message_ids_are_deterministic_per_source_and_differ_between_sources() -
     assert uuid.UUID(message_id(first, key)).version == 5
 
 
+@pytest.mark.parametrize("key", ["customerio:01JZ55TJG88XE6SZAEAVSNTCPM", "", "é|€|𝄞|ADA@x"])
+def test_message_id_is_exactly_uuid5_of_the_key(key: str) -> None:
+    # Computed without uuid.UUID for speed; it must stay the documented UUIDv5.
+    namespace = message_namespace(WriteKey("key-one-abcdefgh"), None)
+    assert message_id(namespace, key) == str(uuid.uuid5(namespace, key))
+
+
 def test_id_namespace_overrides_the_write_key() -> None:
     named = message_namespace(WriteKey("key-one-abcdefgh"), "shared")
     assert named == message_namespace(WriteKey("key-two-abcdefgh"), "shared")

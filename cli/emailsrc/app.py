@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
+import os
 import sys
-from collections.abc import Callable
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec
 
@@ -31,6 +33,7 @@ from .settings import (
     SettingsError,
     default_state_path,
     parse_when,
+    retry_tuning,
 )
 
 P = ParamSpec("P")
@@ -156,6 +159,17 @@ def _when(value: str | None) -> Any:
         raise _Exit(str(error), ExitCode.USAGE) from None
 
 
+def _window(since: str | None, until: str | None) -> tuple[Any, Any]:
+    """--since / --until as aware datetimes; an empty window is a mistake, not a no-op."""
+    start, end = _when(since), _when(until)
+    if start is not None and end is not None and end <= start:
+        raise _Exit(
+            f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})",
+            ExitCode.USAGE,
+        )
+    return start, end
+
+
 def _inputs(
     files: list[str], format_name: str | None, maps: list[str] | None,
     event_maps: list[str] | None, mapping: Path | None, machine: bool,
@@ -171,10 +185,10 @@ def _inputs(
         if format_name not in names:
             raise _Exit(f"unknown format {format_name!r}; one of: {', '.join(names)}",
                         ExitCode.USAGE)
+    start, end = _window(since, until)
     return InputSettings(
         files=tuple(files), format_name=format_name, field_map=field_map, event_map=event_map,
-        mapping_file=mapping, exclude_machine_opens=machine, since=_when(since),
-        until=_when(until),
+        mapping_file=mapping, exclude_machine_opens=machine, since=start, until=end,
     )
 
 
@@ -199,11 +213,15 @@ def _send(
             key = WriteKey(write_key)
         except ValueError as error:
             raise _Exit(str(error), ExitCode.USAGE) from None
+    try:
+        tuning = retry_tuning(os.environ)
+    except SettingsError as error:
+        raise _Exit(str(error), ExitCode.USAGE) from None
     return SendSettings(
         write_key=key, endpoint=endpoint.rstrip("/"), rate=rate, transport=transport,
         concurrency=concurrency, id_namespace=namespace, integrations=raw,
         only_destinations=tuple(only or ()), exclude_destinations=tuple(exclude or ()),
-        keep_customerio=keep_customerio,
+        keep_customerio=keep_customerio, **tuning,
     )
 
 
@@ -257,7 +275,7 @@ def backfill(
         output=output,
         rejects=rejects,
     )
-    reporter = make_reporter(quiet or as_json and not sys.stderr.isatty())
+    reporter = make_reporter(quiet or (as_json and not sys.stderr.isatty()))
     try:
         report = pipeline.backfill(settings, reporter, debug=debug)
     finally:
@@ -310,7 +328,9 @@ def validate(
 @app.command()
 @guarded
 def replay(
-    since: Annotated[str, typer.Option("--since", help="Event time from (inclusive): 2025-06-01, 7d.")],
+    since: Annotated[
+        str, typer.Option("--since", help="Event time from (inclusive): 2025-06-01, 7d.")
+    ],
     until: UntilOpt = None,
     event: Annotated[
         list[str] | None, typer.Option("--event", help="Only this event name (repeatable).")
@@ -335,12 +355,15 @@ def replay(
 ) -> None:
     """Re-send stored events in a time window, to the same or another destination."""
     try:
-        names = tuple(EventName.parse(name) for name in event or [])
+        # Repeatable, and each may be a comma-separated list: --event opened,clicked
+        spelled = [name for text in event or [] for name in text.split(",") if name.strip()]
+        names = tuple(dict.fromkeys(EventName.parse(name) for name in spelled))
     except ValueError as error:
         raise _Exit(str(error), ExitCode.USAGE) from None
+    start, end = _window(since, until)
     settings = RunSettings(
         command="replay",
-        inputs=InputSettings(since=_when(since), until=_when(until)),
+        inputs=InputSettings(since=start, until=end),
         send=_send(write_key, endpoint, rate, id_namespace, integrations, only_destination,
                    exclude_destination, keep_customerio, transport, concurrency),
         state_path=state or default_state_path(),
@@ -349,7 +372,7 @@ def replay(
         rejects=rejects,
         events=names,
     )
-    reporter = make_reporter(quiet or as_json)
+    reporter = make_reporter(quiet or (as_json and not sys.stderr.isatty()))
     try:
         report = pipeline.replay(settings, reporter, debug=debug)
     finally:
@@ -398,40 +421,48 @@ def _root(
 def main() -> None:
     """Entry point: one clear line for every error, a traceback only with --debug."""
     debug = "--debug" in sys.argv
+    key = _env_write_key()
+
+    def redact(text: str) -> str:
+        return key.redact(text) if key else text
+
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except KeyboardInterrupt:
-        _err_console().print("emailsrc: interrupted", markup=False)
+        _err_console().print(
+            "emailsrc: interrupted; run the same command again to continue", markup=False
+        )
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except typer.Abort:
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as error:  # a bug: say so in one line; --debug shows where
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
+        # Usage errors: Typer raises click's (or its vendored copy's) ClickException, which
+        # carries its own message and exit code; matched by shape so both versions work.
+        show = getattr(error, "show", None)
+        if callable(show) and isinstance(getattr(error, "exit_code", None), int):
+            shown = io.StringIO()
+            show(file=shown)
+            sys.stderr.write(redact(shown.getvalue()))
             sys.exit(int(ExitCode.USAGE))
-        if isinstance(error, click.exceptions.Abort):
-            sys.exit(int(ExitCode.INTERRUPTED))
         if debug:
-            traceback.print_exc()
-        key = _env_write_key()
-        message = f"{type(error).__name__}: {error}"
+            sys.stderr.write(redact(traceback.format_exc()))
         _err_console().print(
-            f"emailsrc: unexpected error: {key.redact(message) if key else message} "
+            f"emailsrc: unexpected error: {redact(f'{type(error).__name__}: {error}')} "
             "(run again with --debug for details)",
             markup=False,
+            soft_wrap=True,
         )
-        sys.exit(70)
+        sys.exit(int(ExitCode.UNEXPECTED))
 
 
 def _env_write_key() -> WriteKey | None:
-    import os
-
     value = os.environ.get("SEGMENT_WRITE_KEY")
-    if "--write-key" in sys.argv:
-        position = sys.argv.index("--write-key")
-        if position + 1 < len(sys.argv):
+    for position, argument in enumerate(sys.argv):
+        if argument == "--write-key" and position + 1 < len(sys.argv):
             value = sys.argv[position + 1]
+        elif argument.startswith("--write-key="):
+            value = argument.partition("=")[2]
     try:
         return WriteKey(value) if value else None
     except ValueError:

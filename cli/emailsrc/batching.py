@@ -11,6 +11,18 @@ from .transport import OutgoingEvent
 ENVELOPE_BYTES = len(b'{"batch":[],"sentAt":"2025-01-01T00:00:00.000Z"}')
 
 
+def batch_events(rate: float) -> int:
+    """The most events in one batch at `rate` events/s (0: unlimited).
+
+    Under a rate limit a batch holds a quarter second of events, so requests arrive a few
+    times a second at the rate instead of bursts of thousands every few seconds, which a
+    per-second limit on Segment's side would refuse.
+    """
+    if rate <= 0:
+        return MAX_BATCH_EVENTS
+    return max(1, min(MAX_BATCH_EVENTS, int(rate / 4)))
+
+
 def batches(
     events: Iterable[OutgoingEvent],
     *,

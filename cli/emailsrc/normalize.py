@@ -225,6 +225,9 @@ class Normalizer:
         self._report.rejected[reason_category(reason)] += 1
         self._report.note_problem(f"{record.source}:{record.line}", reason)
         if item is not None:
-            self._rejects.write(reason, file=record.source, line=record.line, record=item)
+            # raw too: the rejects file falls back to it for an item it can't write as JSON.
+            self._rejects.write(
+                reason, file=record.source, line=record.line, record=item, raw=record.raw
+            )
         else:
             self._rejects.write(reason, file=record.source, line=record.line, raw=record.raw)

@@ -8,16 +8,16 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
-from .batching import batch_body, batches
+from .batching import batch_body, batch_events, batches
 from .exitcodes import ExitCode
 from .files import open_private
-from .ledger import Destination, Ledger, LedgerBusy, LedgerError, StoredEvent
+from .ledger import Destination, Ledger, LedgerBusy, LedgerError, StoredEvent, lock_path
 from .normalize import InputStop, Normalized, Normalizer
 from .progress import Reporter
 from .readers import RecordReader
@@ -64,25 +64,59 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def default_rejects_path(settings: RunSettings) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return settings.state_path.parent / "rejects" / f"{settings.command}-{stamp}-{os.getpid()}.jsonl"
+    name = f"{settings.command}-{stamp}-{os.getpid()}.jsonl"
+    return settings.state_path.parent / "rejects" / name
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM become KeyboardInterrupt, except inside `shield()`.
+
+    An acknowledged batch is recorded in the ledger inside a shield: an interrupt landing
+    between Segment's 2xx and the commit would otherwise roll the record back, and the
+    next run would send that batch again. The signal is held and raised once the shield
+    ends, so the run still winds down at the next safe point.
+    """
+
+    def __init__(self) -> None:
+        self._shielded = 0
+        self._pending = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self._shielded:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def shield(self, *, hold: bool = False) -> Iterator[None]:
+        """Defer interrupts; raise a deferred one at the end unless ``hold``."""
+        self._shielded += 1
+        try:
+            yield
+        finally:
+            self._shielded -= 1
+        if self._pending and not self._shielded and not hold:
+            self._pending = False
+            raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends a run the way Ctrl-C does: in-flight batches are settled and recorded."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
+def interrupts_handled(interrupts: Interrupts) -> Iterator[None]:
+    """SIGINT and SIGTERM go through `interrupts` while a run lasts: in-flight batches
+    are settled and recorded, then the run ends with exit 130."""
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # An ignored signal stays ignored (a job started with nohup or in the background).
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, interrupts.handle)
     except ValueError:  # not the main thread (tests drive the pipeline from threads)
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class Run:
@@ -100,6 +134,7 @@ class Run:
         self.destination_id: int | None = None
         self.output: BinaryIO | None = None
         self.in_flight: dict[bytes, tuple[str | None, int | None]] = {}
+        self.interrupts = Interrupts()
         send = settings.send
         self.namespace = message_namespace(send.write_key, send.id_namespace)
         self.integrations = build_integrations(
@@ -116,29 +151,39 @@ class Run:
 
     def execute(self, body: Callable[[], None]) -> RunReport:
         report = self.report
-        try:
-            with sigterm_as_interrupt():
+        with interrupts_handled(self.interrupts):
+            try:
                 body()
-        except Stop as stop:
-            report.error, report.exit_code = str(stop), stop.code
-        except InputStop as stop:
-            report.error, report.exit_code = str(stop), ExitCode.INPUT
-        except WriteKeyRejected as rejected:
-            report.error, report.exit_code = str(rejected), ExitCode.AUTH
-        except LedgerBusy as busy:
-            report.error, report.exit_code = str(busy), ExitCode.LEDGER
-        except LedgerError as broken:
-            report.error, report.exit_code = str(broken), ExitCode.LEDGER
-        except KeyboardInterrupt:
-            report.interrupted, report.exit_code = True, ExitCode.INTERRUPTED
-            if not report.dry_run and report.unsent:
-                report.notes.append(
-                    f"interrupted with {report.unsent:,} events not yet acknowledged; "
-                    "run the same command again to send them"
-                )
-        finally:
-            self._close()
+            except Stop as stop:
+                report.error, report.exit_code = str(stop), stop.code
+            except InputStop as stop:
+                report.error, report.exit_code = str(stop), ExitCode.INPUT
+            except WriteKeyRejected as rejected:
+                report.error, report.exit_code = str(rejected), ExitCode.AUTH
+            except LedgerBusy as busy:
+                report.error, report.exit_code = str(busy), ExitCode.LEDGER
+            except LedgerError as broken:
+                report.error, report.exit_code = str(broken), ExitCode.LEDGER
+            except KeyboardInterrupt:
+                report.interrupted, report.exit_code = True, ExitCode.INTERRUPTED
+                if not report.dry_run:
+                    report.notes.append(self._interrupted_note())
+            finally:
+                # A second Ctrl-C must not cut short the run's record in the ledger.
+                with self.interrupts.shield(hold=True):
+                    self._close()
         return report
+
+    def _interrupted_note(self) -> str:
+        report = self.report
+        done = f"interrupted after {report.sent:,} events were acknowledged and recorded"
+        if report.unsent:
+            done += f" ({report.unsent:,} planned but not acknowledged)"
+        if self.settings.command == "replay":
+            # A replay sends its whole window again; what Segment already has carries the
+            # same messageIds, so Segment and warehouses keep one copy.
+            return f"{done}; run the same command again to replay the window"
+        return f"{done}; run the same command again to send the rest"
 
     def _close(self) -> None:
         report = self.report
@@ -180,9 +225,20 @@ class Run:
         assert self.ledger is not None and send.write_key is not None
         self.run_id = self.ledger.start_run(self.settings.command, self.settings.public_options())
         self.report.run_id = self.run_id
-        self.destination_id = self.ledger.destination_id(
-            Destination(send.endpoint, send.write_key.fingerprint, str(self.namespace))
-        )
+        self.destination_id = self.ledger.destination_id(self.destination())
+
+    def destination(self) -> Destination:
+        send = self.settings.send
+        assert send.write_key is not None
+        return Destination(send.endpoint, send.write_key.fingerprint, str(self.namespace))
+
+    def look_up_destination(self) -> None:
+        """A dry run with a write key: find the destination in the ledger without writing
+        to it or taking its lock, so the plan can leave out what it already has."""
+        if self.settings.send.write_key is None or not self.settings.state_path.exists():
+            return
+        ledger = self.ledger or self.open_ledger(readonly=True)
+        self.destination_id = find_destination(ledger, self.destination())
 
     def describe_destination(self) -> None:
         send = self.settings.send
@@ -220,7 +276,11 @@ class Run:
         send = settings.send
         assert send.write_key is not None
         limiter = RateLimiter(send.rate)
-        policy = RetryPolicy(max_attempts=send.max_attempts)
+        policy = RetryPolicy(
+            max_attempts=send.max_attempts,
+            backoff_base=send.backoff_base,
+            backoff_max=send.backoff_max,
+        )
         transport: Any
         if send.transport == "sdk":
             from .transport import SdkTransport
@@ -241,11 +301,16 @@ class Run:
             transport.close()
 
     def on_outcome(self, batch: Sequence[OutgoingEvent], outcome: BatchOutcome) -> None:
+        with self.interrupts.shield():
+            self._record_outcome(batch, outcome)
+
+    def _record_outcome(self, batch: Sequence[OutgoingEvent], outcome: BatchOutcome) -> None:
         report = self.report
         assert self.ledger is not None and self.run_id is not None
         assert self.destination_id is not None
         if outcome.sent:
-            self.ledger.mark_sent(self.run_id, self.destination_id, [e.key_hash for e in outcome.sent])
+            sent = [e.key_hash for e in outcome.sent]
+            self.ledger.mark_sent(self.run_id, self.destination_id, sent)
         if outcome.failed:
             self.ledger.mark_failed(
                 self.run_id, self.destination_id, [(e.key_hash, why) for e, why in outcome.failed]
@@ -323,6 +388,8 @@ def _backfill(run: Run) -> None:
         _check_endpoint(settings)
         run.open_ledger(readonly=False)
         run.start_destination()
+    elif settings.command == "backfill":
+        run.look_up_destination()
     run.describe_destination()
     on_file_done = _file_recorder(run) if real else None
     normalizer = Normalizer(
@@ -330,17 +397,17 @@ def _backfill(run: Run) -> None:
         debug=run.debug,
     )
     planned = _plan(run, normalizer.events(), real=real)
-    stream = run.write_output(batches(planned))
+    stream = run.write_output(batches(planned, max_events=batch_events(settings.send.rate)))
     if real:
         run.send(stream)
-        if run.report.to_send == 0 and run.report.already_sent:
-            run.report.notes.append(
-                f"all {run.report.already_sent:,} events already sent to this destination"
-            )
     else:
         for _ in stream:
             pass
         run.estimate()
+    if run.report.to_send == 0 and run.report.already_sent:
+        run.report.notes.append(
+            f"all {run.report.already_sent:,} events already sent to this destination"
+        )
 
 
 def _check_endpoint(settings: RunSettings) -> None:
@@ -392,6 +459,10 @@ def _plan(run: Run, events: Iterator[Normalized], *, real: bool) -> Iterator[Out
             firsts = run.scratch.first_seen([n.key_hash for n in chunk])
             fresh = [n for n, first in zip(chunk, firsts, strict=True) if first]
             due = fresh
+            if run.destination_id is not None:  # a dry run for a destination the ledger knows
+                assert run.ledger is not None
+                sent = sent_among(run.ledger, run.destination_id, [n.key_hash for n in fresh])
+                due = [n for n in fresh if n.key_hash not in sent]
         report.duplicates += len(chunk) - len(fresh)
         report.already_sent += len(fresh) - len(due)
         report.to_send += len(due)
@@ -431,13 +502,16 @@ def _replay(run: Run) -> None:
     ledger = run.open_ledger(readonly=not real)
     if real:
         run.start_destination()
+    else:
+        run.look_up_destination()  # read-only: only for the 24-hour warning
     run.describe_destination()
     inputs = settings.inputs
     since_ms = _to_ms(inputs.since)
     until_ms = _to_ms(inputs.until)
     names = [name.value for name in settings.events] or None
     selected = ledger.select_events(since_ms, until_ms, names)
-    stream = run.write_output(batches(_replay_plan(run, selected, real=real)))
+    planned = _replay_plan(run, selected, real=real)
+    stream = run.write_output(batches(planned, max_events=batch_events(settings.send.rate)))
     if real:
         run.send(stream)
     else:
@@ -447,20 +521,27 @@ def _replay(run: Run) -> None:
     if run.report.recently_sent:
         run.report.notes.append(
             f"{run.report.recently_sent:,} of these events were sent to this destination less "
-            "than 24 hours ago: Segment drops a messageId it has seen within about 24 hours"
+            "than 24 hours ago: Segment will drop them as duplicates (it drops a messageId it "
+            "has seen within about 24 hours)"
         )
+    if not run.report.events_total:
+        run.report.notes.append("the ledger holds no events in this window")
 
 
-def _replay_plan(run: Run, selected: Iterator[StoredEvent], *, real: bool) -> Iterator[OutgoingEvent]:
+def _replay_plan(
+    run: Run, selected: Iterator[StoredEvent], *, real: bool
+) -> Iterator[OutgoingEvent]:
     report = run.report
     for chunk in chunked(selected, CHUNK):
         hashes = [stored.key_hash for stored in chunk]
         for stored in chunk:
             report.events[stored.name] += 1
+        if run.destination_id is not None:  # a real replay, or a dry run to a known one
+            assert run.ledger is not None
+            report.recently_sent += run.ledger.recently_sent(run.destination_id, hashes)
         if real:
             assert run.ledger is not None and run.run_id is not None
             assert run.destination_id is not None
-            report.recently_sent += run.ledger.recently_sent(run.destination_id, hashes)
             run.ledger.plan_deliveries(run.run_id, run.destination_id, hashes)
         report.to_send += len(chunk)
         run.count_identities(orjson.loads(stored.payload) for stored in chunk)
@@ -469,7 +550,53 @@ def _replay_plan(run: Run, selected: Iterator[StoredEvent], *, real: bool) -> It
 
 
 def _to_ms(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+    """A window bound in whole ms, rounded up: events are stored in ms, so "at or after
+    since" and "before until" keep their meaning for a bound with microseconds (a span
+    such as 90m has them). Integer arithmetic: float seconds * 1000 can land 1 ms off."""
+    if moment is None:
+        return None
+    return -((datetime(1970, 1, 1, tzinfo=UTC) - moment) // timedelta(milliseconds=1))
+
+
+# -- read-only ledger lookups -------------------------------------------------------------
+# A dry run reads the ledger without writing to it or taking its lock, so it can't use
+# destination_id() (which registers a destination it has not seen).
+
+
+def find_destination(ledger: Ledger, destination: Destination) -> int | None:
+    """The id of a destination the ledger knows, or None."""
+    method = getattr(ledger, "find_destination", None)
+    if method is not None:
+        found: int | None = method(destination)
+        return found
+    with ledger._read("look up the destination") as conn:
+        row = conn.execute(
+            "SELECT id FROM destinations"
+            " WHERE endpoint = ? AND key_fingerprint = ? AND namespace = ?",
+            (destination.endpoint, destination.key_fingerprint, destination.namespace),
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def sent_among(ledger: Ledger, destination_id: int, key_hashes: Sequence[bytes]) -> set[bytes]:
+    """Which of these events the destination has acknowledged."""
+    method = getattr(ledger, "sent_among", None)
+    if method is not None:
+        return set(method(destination_id, key_hashes))
+    from .ledger import _EVENT_OF_SLOT, _SLOTS, _slots
+
+    query = f"""{_SLOTS}
+        SELECT e.key_hash FROM slot CROSS JOIN {_EVENT_OF_SLOT}
+        JOIN deliveries AS d ON d.destination_id = :destination AND d.event_id = e.id
+        WHERE d.state = 'sent'
+    """
+    unique = list(dict.fromkeys(key_hashes))
+    found: set[bytes] = set()
+    with ledger._read("look up sent events") as conn:
+        for start in range(0, len(unique), CHUNK):
+            params = _slots(unique[start : start + CHUNK]) | {"destination": destination_id}
+            found.update(row[0] for row in conn.execute(query, params))
+    return found
 
 
 # -- status -------------------------------------------------------------------------------
@@ -478,6 +605,32 @@ def _to_ms(moment: datetime | None) -> int | None:
 def status(settings: RunSettings) -> dict[str, Any]:
     try:
         with Ledger.open(settings.state_path, readonly=True) as ledger:
-            return ledger.status()
+            data = ledger.status()
     except LedgerError as error:
         raise Stop(str(error), ExitCode.LEDGER) from None
+    if not _run_in_progress(settings.state_path):
+        # Only a writable open marks the runs a killed process left "running"; status
+        # reads without writing, so it says how they ended here.
+        for run in data.get("runs") or []:
+            if run.get("status") == "running":
+                run["status"] = "crashed"
+    return data
+
+
+def _run_in_progress(path: Path) -> bool:
+    """Whether the process whose pid is in the run lock file is alive. A writer writes
+    its pid there when it takes the lock; probing the lock itself could make a run that
+    starts at that instant fail as busy."""
+    try:
+        text = lock_path(path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text.isdigit():
+        return False
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's live process, or a pid we can't check: assume alive
+    return True

@@ -761,7 +761,10 @@ def _non_object(
         return
     for position, item in enumerate(value, 1):
         # An item's own JSON keeps a rejected item's raw text from repeating the whole batch.
-        raw = _cap(orjson.dumps(item).decode())
+        try:
+            raw = _cap(orjson.dumps(item).decode())
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes (it reads deeper)
+            raw = _line_text(data)
         if type(item) is dict:
             yield Record(source, line, offset, item, raw)
         else:

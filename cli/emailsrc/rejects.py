@@ -35,9 +35,17 @@ class RejectsWriter:
             entry["raw"] = raw
         if event is not None:
             entry["event"] = orjson.Fragment(event)
+        try:
+            line = orjson.dumps(entry, default=str)
+        except orjson.JSONEncodeError:
+            # A record nested deeper than orjson writes (254 levels; it reads 1,024): keep
+            # its place and reason, and the record as the text it was read from.
+            entry.pop("record", None)
+            entry["raw"] = raw if raw is not None else "(record too deeply nested to write)"
+            line = orjson.dumps(entry, default=str)
         if self._file is None:
             self._file = open_private(self.path)
-        self._file.write(orjson.dumps(entry, default=str) + b"\n")
+        self._file.write(line + b"\n")
         self.count += 1
 
     def flush(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -31,6 +32,11 @@ def _counts_table(title: str, counts: dict[str, int]) -> Table:
 
 
 def render_report(report: RunReport, console: Console) -> None:
+    if report.error and not report.files and not report.events_total:
+        # Stopped before anything was read (a busy ledger, an unusable input): a table of
+        # zeros would only bury the one line that matters.
+        console.print(f"emailsrc: {report.error}", markup=False, soft_wrap=True)
+        return
     data = report.to_dict()
     records, events = data["records"], data["events"]
     mode = " (dry run: nothing sent)" if report.dry_run else ""
@@ -100,36 +106,69 @@ def render_status(status: dict[str, Any], console: Console) -> None:
         console.print(_counts_table("by name", events["by_name"]))
     by_month = events.get("by_month") or {}
     if by_month:
-        table = Table(title="by month", title_justify="left")
+        # One column per event name, shortened: the six full names don't fit 80 columns.
+        names = sorted({name for counts in by_month.values() for name in counts},
+                       key=_event_order)
+        table = Table(title="by month", title_justify="left", box=box.SIMPLE)
         table.add_column("month")
-        table.add_column("events", justify="right")
-        for month, names in by_month.items():
-            table.add_row(month, f"{sum(names.values()):,}")
+        for name in names:
+            table.add_column(_SHORT_NAMES.get(name, name), justify="right")
+        table.add_column("total", justify="right")
+        for month, counts in by_month.items():
+            cells = [f"{counts.get(name, 0):,}" for name in names]
+            table.add_row(month, *cells, f"{sum(counts.values()):,}")
         console.print(table)
     destinations = status.get("destinations") or []
     if destinations:
-        table = Table(title="destinations", title_justify="left")
-        for column in ("endpoint", "key", "sent", "pending", "failed", "last sent"):
-            table.add_column(column)
+        table = Table(title="destinations", title_justify="left", box=box.SIMPLE)
+        table.add_column("endpoint", overflow="fold")
+        table.add_column("key")
+        for column in ("sent", "pending", "failed"):
+            table.add_column(column, justify="right")
+        table.add_column("last sent (UTC)", no_wrap=True)
         for dest in destinations:
             table.add_row(
-                dest["endpoint"], dest["key_fingerprint"], f"{dest['sent']:,}",
-                f"{dest['pending']:,}", f"{dest['failed']:,}", str(dest.get("last_sent_at") or "-"),
+                dest["endpoint"], str(dest["key_fingerprint"])[:12], f"{dest['sent']:,}",
+                f"{dest['pending']:,}", f"{dest['failed']:,}", _minute(dest.get("last_sent_at")),
             )
         console.print(table)
     runs = status.get("runs") or []
     if runs:
-        table = Table(title="last runs", title_justify="left")
-        for column in ("id", "command", "started", "status", "sent", "failed"):
-            table.add_column(column)
+        table = Table(title="last runs (UTC)", title_justify="left", box=box.SIMPLE)
+        table.add_column("id", justify="right")
+        table.add_column("command")
+        table.add_column("started", no_wrap=True)
+        table.add_column("ended as", no_wrap=True)
+        for column in ("sent", "already sent", "failed"):
+            table.add_column(column, justify="right")
         for run in runs:
-            summary = run.get("summary") or {}
-            events_summary = summary.get("events", {})
+            # A run that crashed (kill -9, power loss) never wrote its summary.
+            counts = (run.get("summary") or {}).get("events", {})
             table.add_row(
-                str(run["id"]), run["command"], str(run["started_at"]), run["status"],
-                f"{events_summary.get('sent', 0):,}", f"{events_summary.get('failed', 0):,}",
+                str(run["id"]), run["command"], _minute(run["started_at"]), run["status"],
+                *(f"{counts[key]:,}" if key in counts else "-"
+                  for key in ("sent", "already_sent", "failed")),
             )
         console.print(table)
+
+
+# Status columns: the six names in the order a mail goes through them, in short.
+_SHORT_NAMES = {
+    "Email Delivered": "delivered", "Email Opened": "opened", "Email Link Clicked": "clicked",
+    "Email Bounced": "bounced", "Email Unsubscribed": "unsub", "Email Marked as Spam": "spam",
+}
+
+
+def _event_order(name: str) -> tuple[int, str]:
+    order = list(_SHORT_NAMES)
+    return (order.index(name) if name in order else len(order), name)
+
+
+def _minute(iso: object) -> str:
+    """'2025-06-01T12:34:56.789Z' as '2025-06-01 12:34' (UTC): status is read, not parsed."""
+    if not isinstance(iso, str) or len(iso) < 16:
+        return "-"
+    return f"{iso[:10]} {iso[11:16]}"
 
 
 def formats_data(formats: tuple[Format, ...]) -> list[dict[str, Any]]:
@@ -139,7 +178,9 @@ def formats_data(formats: tuple[Format, ...]) -> list[dict[str, Any]]:
             "title": fmt.title,
             "detection": fmt.detection,
             "detected_automatically": getattr(fmt, "detectable", True),
-            "mapping": [{"value": row.value, "outcome": row.outcome} for row in fmt.mapping_table()],
+            "mapping": [
+                {"value": row.value, "outcome": row.outcome} for row in fmt.mapping_table()
+            ],
         }
         for fmt in formats
     ]

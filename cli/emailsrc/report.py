@@ -75,6 +75,8 @@ class RunReport:
     @property
     def unsent(self) -> int:
         """Events that were due but neither acknowledged nor failed (an interrupted run)."""
+        if self.dry_run:  # nothing was meant to be sent
+            return 0
         return max(0, self.to_send - self.sent - self.failed_total)
 
     def note_problem(self, location: str, reason: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,8 @@ class SendSettings:
     keep_customerio: bool = False
     max_attempts: int = 10
     timeout: float = 30.0
+    backoff_base: float = 0.5
+    backoff_max: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,34 @@ class RunSettings:
             "dry_run": self.dry_run,
             "events": [e.value for e in self.events],
         }
+
+
+# Retry tuning, read from the environment only: hidden from --help because the defaults
+# suit Segment, documented in the README because tests and slow networks need them.
+TUNING_ENV = {
+    "EMAILSRC_TIMEOUT": ("timeout", float, 0.001),
+    "EMAILSRC_MAX_ATTEMPTS": ("max_attempts", int, 1),
+    "EMAILSRC_BACKOFF_BASE": ("backoff_base", float, 0.0),
+    "EMAILSRC_BACKOFF_MAX": ("backoff_max", float, 0.0),
+}
+
+
+def retry_tuning(environ: Mapping[str, str]) -> dict[str, Any]:
+    """SendSettings fields from EMAILSRC_TIMEOUT / _MAX_ATTEMPTS / _BACKOFF_BASE / _BACKOFF_MAX."""
+    tuning: dict[str, Any] = {}
+    for variable, (name, kind, smallest) in TUNING_ENV.items():
+        text = environ.get(variable, "").strip()
+        if not text:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            raise SettingsError(f"{variable}={text!r} is not a number") from None
+        # NaN fails every comparison, so "not >=" also refuses it.
+        if not value >= smallest or value == float("inf"):
+            raise SettingsError(f"{variable} must be a finite number >= {smallest:g}")
+        tuning[name] = value
+    return tuning
 
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")

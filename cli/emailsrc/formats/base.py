@@ -157,6 +157,8 @@ def compact(properties: Mapping[str, Any]) -> dict[str, Any]:
 
 def _empty(value: object) -> bool:
     # Only containers and text can be empty: False and 0 are real values.
+    if type(value) is str:  # nearly every value: spare it the isinstance against an ABC
+        return not value
     return value is None or (isinstance(value, str | list | tuple | Mapping) and not value)
 
 

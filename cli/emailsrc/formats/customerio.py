@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache, partial
+from operator import attrgetter
 from typing import Any
 
 from ..events import EmailEvent, EventName, Skip
@@ -163,6 +164,9 @@ _SHARED_PROPERTIES = (
     "template_id",
     "cio_id",
 )
+
+# One C call for the dozen attributes every event copies, instead of a getattr each.
+_shared_values = attrgetter(*_SHARED_PROPERTIES)
 
 # CSV headers (and flat JSON keys) are compared lower-cased with everything but letters and
 # digits removed, so "Delivery ID", "deliveryId" and "delivery_id" are one name.
@@ -634,7 +638,7 @@ def _email_event(
 
 def _properties(record: _Record, name: EventName) -> dict[str, Any]:
     properties: dict[str, Any] = {"email_subject": record.subject}
-    properties.update((key, getattr(record, key)) for key in _SHARED_PROPERTIES)
+    properties.update(zip(_SHARED_PROPERTIES, _shared_values(record), strict=True))
     if name is EventName.CLICKED:
         properties["link_id"] = record.link_id
         properties["machine_click"] = True if record.machine else None
