@@ -25,7 +25,7 @@ lint: $(STAMP) ## ruff
 	$(BIN)/ruff format --check .
 
 demo: $(STAMP) ## dry-run backfill of the bundled sample exports
-	$(BIN)/emailsrc backfill sample_exports/customerio_* --dry-run --id-namespace demo
+	$(BIN)/emailsrc backfill sample_exports/*.jsonl sample_exports/customerio_*.csv --dry-run --id-namespace demo
 
 # Export sizes (records) for `make bench`; RSS_SIZES adds emailsrc-only runs, e.g. 5000000.
 SIZES     ?= 100000,1000000
