@@ -52,8 +52,12 @@ def test_dry_run_plan_for_the_customerio_samples(runner: CliRunner, tmp_path: Pa
     assert code == 0
     events = summary["events"]
     assert set(events["by_name"]) <= {
-        "Email Delivered", "Email Opened", "Email Link Clicked", "Email Unsubscribed",
-        "Email Bounced", "Email Marked as Spam",
+        "Email Delivered",
+        "Email Opened",
+        "Email Link Clicked",
+        "Email Unsubscribed",
+        "Email Bounced",
+        "Email Marked as Spam",
     }
     assert events["duplicates"] >= 1
     assert summary["records"]["skipped_by_reason"]
@@ -84,15 +88,31 @@ def test_same_input_gives_the_same_message_ids(runner: CliRunner, tmp_path: Path
     ids = []
     for name in ("a", "b"):
         output = tmp_path / f"{name}.jsonl"
-        runner.invoke(app, ["backfill", CUSTOMERIO[0], "--dry-run", "--id-namespace", "x",
-                            "--output", str(output), "--quiet"])
-        ids.append([e["messageId"] for line in output.read_bytes().splitlines()
-                    for e in orjson.loads(line)["batch"]])
+        runner.invoke(
+            app,
+            [
+                "backfill",
+                CUSTOMERIO[0],
+                "--dry-run",
+                "--id-namespace",
+                "x",
+                "--output",
+                str(output),
+                "--quiet",
+            ],
+        )
+        ids.append(
+            [
+                e["messageId"]
+                for line in output.read_bytes().splitlines()
+                for e in orjson.loads(line)["batch"]
+            ]
+        )
     assert ids[0] == ids[1] and ids[0]
 
 
 def test_rejects_file_lists_file_line_reason_and_record(runner: CliRunner) -> None:
-    code, summary = run_json(runner, "backfill", *CUSTOMERIO, "--dry-run")
+    _, summary = run_json(runner, "backfill", *CUSTOMERIO, "--dry-run")
     rejects = [json.loads(line) for line in Path(summary["rejects_path"]).read_text().splitlines()]
     assert len(rejects) == summary["records"]["rejected"]
     for entry in rejects:
@@ -117,9 +137,19 @@ def test_validate_passes_under_max_rejects(runner: CliRunner) -> None:
 def test_validate_clean_file_exits_zero(runner: CliRunner, tmp_path: Path) -> None:
     clean = tmp_path / "clean.jsonl"
     clean.write_text(
-        json.dumps({"event_id": "e1", "object_type": "email", "metric": "delivered",
-                    "timestamp": 1748779200, "data": {"delivery_id": "d1",
-                    "identifiers": {"id": "u1", "email": "a@example.com"}}}) + "\n"
+        json.dumps(
+            {
+                "event_id": "e1",
+                "object_type": "email",
+                "metric": "delivered",
+                "timestamp": 1748779200,
+                "data": {
+                    "delivery_id": "d1",
+                    "identifiers": {"id": "u1", "email": "a@example.com"},
+                },
+            }
+        )
+        + "\n"
     )
     code, summary = run_json(runner, "validate", str(clean))
     assert code == 0, summary
@@ -152,8 +182,7 @@ def test_gzip_and_stdin(runner: CliRunner, tmp_path: Path) -> None:
     packed.write_bytes(gzip.compress(source.read_bytes()))
     _, plain = run_json(runner, "backfill", str(source), "--dry-run")
     _, zipped = run_json(runner, "backfill", str(packed), "--dry-run")
-    result = runner.invoke(app, ["backfill", "-", "--dry-run", "--json"],
-                           input=source.read_bytes())
+    result = runner.invoke(app, ["backfill", "-", "--dry-run", "--json"], input=source.read_bytes())
     piped = json.loads(result.stdout)
     assert plain["events"] == zipped["events"] == piped["events"]
 
@@ -167,8 +196,16 @@ def test_exclude_machine_opens(runner: CliRunner) -> None:
 
 
 def test_since_until_window(runner: CliRunner) -> None:
-    _, summary = run_json(runner, "backfill", *CUSTOMERIO, "--dry-run",
-                          "--since", "2025-06-01", "--until", "2025-06-02")
+    _, summary = run_json(
+        runner,
+        "backfill",
+        *CUSTOMERIO,
+        "--dry-run",
+        "--since",
+        "2025-06-01",
+        "--until",
+        "2025-06-02",
+    )
     assert summary["balanced"]
     assert summary["events"]["excluded"] > 0
 
@@ -187,8 +224,10 @@ def test_sending_needs_a_write_key(runner: CliRunner) -> None:
 
 
 def test_plain_http_refused_for_remote_hosts(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["backfill", CUSTOMERIO[0], "--write-key", "k" * 20,
-                                 "--endpoint", "http://api.segment.io"])
+    result = runner.invoke(
+        app,
+        ["backfill", CUSTOMERIO[0], "--write-key", "k" * 20, "--endpoint", "http://api.segment.io"],
+    )
     assert result.exit_code == 2
     assert "k" * 20 not in result.output
 
@@ -197,8 +236,19 @@ def test_formats_lists_every_provider(runner: CliRunner) -> None:
     result = runner.invoke(app, ["formats", "--json"])
     assert result.exit_code == 0
     names = {entry["name"] for entry in json.loads(result.stdout)}
-    assert {"customerio", "sendgrid", "mailgun", "postmark", "ses", "mandrill", "sparkpost",
-            "mailjet", "brevo", "resend", "mapped-csv"} <= names
+    assert {
+        "customerio",
+        "sendgrid",
+        "mailgun",
+        "postmark",
+        "ses",
+        "mandrill",
+        "sparkpost",
+        "mailjet",
+        "brevo",
+        "resend",
+        "mapped-csv",
+    } <= names
     human = runner.invoke(app, ["formats"])
     assert "customerio" in human.output and "Email Opened" in human.output
 

@@ -134,6 +134,7 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise SettingsError(
-            f"can't read the time {text!r}: use 2025-06-01, 2025-06-01T12:00:00+02:00 or 7d / 12h / 90m"
+            f"can't read the time {text!r}: "
+            "use 2025-06-01, 2025-06-01T12:00:00+02:00 or 7d / 12h / 90m"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
