@@ -4,10 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install test lint demo bench clean
+.PHONY: help install test test-quick lint demo bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install emailsrc with its dev tools
 
-test: $(STAMP) ## run the whole test suite
+test: $(STAMP) ## run the whole test suite, slow crash loops included (what CI runs)
 	$(BIN)/pytest
+
+test-quick: $(STAMP) ## the suite without the tests marked slow
+	$(BIN)/pytest -m "not slow"
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

@@ -118,8 +118,14 @@ def test_only_and_exclude_destinations() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("campaignName", "campaign_name"), ("User ID", "custom_user_id"), ("id", "custom_id"),
-     ("event", "custom_event"), ("9lives", "_9lives"), ("a-b.c", "a_b_c")],
+    [
+        ("campaignName", "campaign_name"),
+        ("User ID", "custom_user_id"),
+        ("id", "custom_id"),
+        ("event", "custom_event"),
+        ("9lives", "_9lives"),
+        ("a-b.c", "a_b_c"),
+    ],
 )
 def test_snake_case_avoids_reserved_columns(name: str, expected: str) -> None:
     assert snake_case(name) == expected

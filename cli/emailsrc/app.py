@@ -23,7 +23,7 @@ from .formats.mapped_csv import parse_assignments
 from .progress import make_reporter
 from .render import formats_data, render_formats, render_report, render_status
 from .report import RunReport
-from .secrets import WriteKey
+from .secrets import RedactingStream, WriteKey
 from .settings import (
     DEFAULT_ENDPOINT,
     DEFAULT_RATE,
@@ -229,6 +229,10 @@ def _finish(report: RunReport, as_json: bool, redact: WriteKey | None) -> None:
     if as_json:
         text = json.dumps(report.to_dict(), indent=None, default=str)
         typer.echo(redact.redact(text) if redact else text)
+        # stdout is for the machine; a person or a CI log still gets the one line why.
+        if report.error:
+            line = redact.redact(report.error) if redact else report.error
+            _err_console().print(f"emailsrc: {line}", markup=False, soft_wrap=True)
     else:
         render_report(report, _err_console())
     raise typer.Exit(int(report.exit_code))
@@ -333,7 +337,10 @@ def replay(
     ],
     until: UntilOpt = None,
     event: Annotated[
-        list[str] | None, typer.Option("--event", help="Only this event name (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--event", help="Only these events (repeatable), loosely spelled: opened,clicked."
+        ),
     ] = None,
     write_key: WriteKeyOpt = None,
     endpoint: EndpointOpt = DEFAULT_ENDPOINT,
@@ -426,6 +433,9 @@ def main() -> None:
     def redact(text: str) -> str:
         return key.redact(text) if key else text
 
+    if key is not None:
+        sys.stdout = RedactingStream(sys.stdout, key)
+        sys.stderr = RedactingStream(sys.stderr, key)
     try:
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
@@ -40,10 +39,15 @@ class EventName(StrEnum):
 
 # Words people type for the six events.
 _ALIASES = {
-    "open": "Email Opened", "click": "Email Link Clicked", "bounce": "Email Bounced",
-    "unsubscribe": "Email Unsubscribed", "unsub": "Email Unsubscribed",
-    "complaint": "Email Marked as Spam", "spamcomplaint": "Email Marked as Spam",
-    "spam": "Email Marked as Spam", "delivery": "Email Delivered",
+    "open": "Email Opened",
+    "click": "Email Link Clicked",
+    "bounce": "Email Bounced",
+    "unsubscribe": "Email Unsubscribed",
+    "unsub": "Email Unsubscribed",
+    "complaint": "Email Marked as Spam",
+    "spamcomplaint": "Email Marked as Spam",
+    "spam": "Email Marked as Spam",
+    "delivery": "Email Delivered",
 }
 
 
@@ -110,9 +114,23 @@ class EmailEvent:
 # collide with them, so extras get a prefix instead.
 RESERVED_PROPERTY_NAMES = frozenset(
     {
-        "id", "anonymous_id", "user_id", "event", "event_text", "timestamp", "sent_at",
-        "received_at", "original_timestamp", "uuid_ts", "loaded_at", "context", "channel",
-        "message_id", "type", "properties", "integrations",
+        "id",
+        "anonymous_id",
+        "user_id",
+        "event",
+        "event_text",
+        "timestamp",
+        "sent_at",
+        "received_at",
+        "original_timestamp",
+        "uuid_ts",
+        "loaded_at",
+        "context",
+        "channel",
+        "message_id",
+        "type",
+        "properties",
+        "integrations",
     }
 )
 

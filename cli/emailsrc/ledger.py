@@ -53,7 +53,9 @@ RUN_STATUSES = frozenset(
 )
 SELECT_CHUNK = 5000
 BUSY_TIMEOUT_MS = 5000
-CACHE_KIB = 65536
+# Per connection. Measured on a 1M-record backfill: 64 MiB gave 345 MB peak RSS and
+# 16 MiB 148 MB at the same speed (41 s); past 16 MiB the cache buys nothing.
+CACHE_KIB = 16384
 GROUP_COMMIT_ROWS = 100_000
 GROUP_COMMIT_SECONDS = 2.0
 # 16 KiB pages: an event row is ~0.5 KiB, and bigger pages mean fewer splits and less
@@ -182,6 +184,11 @@ _COUNT_RECENTLY_SENT = f"""{_SLOTS}
     SELECT count(*) FROM slot CROSS JOIN {_EVENT_OF_SLOT}
     JOIN deliveries AS d ON d.destination_id = :destination AND d.event_id = e.id
     WHERE d.state = 'sent' AND d.changed_at > :cutoff
+"""
+_SENT_AMONG = f"""{_SLOTS}
+    SELECT e.key_hash FROM slot CROSS JOIN {_EVENT_OF_SLOT}
+    JOIN deliveries AS d ON d.destination_id = :destination AND d.event_id = e.id
+    WHERE d.state = 'sent'
 """
 # An acknowledgement is a fact about the destination: nothing but a new acknowledgement
 # changes a sent row (a later failed re-send of a replay does not undo it).
@@ -360,6 +367,11 @@ class Ledger:
                 _configure(connection)
                 connection.execute("PRAGMA query_only = ON")
                 version = _check_identity(connection, path)
+        except LedgerError:
+            connection.close()
+            if _hot_journal(path):
+                return cls._empty(path)
+            raise
         except BaseException:
             connection.close()
             raise
@@ -457,6 +469,18 @@ class Ledger:
                 identity,
             ).fetchone()
         return int(row[0])
+
+    def find_destination(self, destination: Destination) -> int | None:
+        """The id of a destination this ledger knows, or None. Never registers it, so it
+        works on a read-only ledger: a dry run asks without writing or locking."""
+        identity = (destination.endpoint, destination.key_fingerprint, destination.namespace)
+        with self._read("look up the destination") as conn:
+            row = conn.execute(
+                "SELECT id FROM destinations"
+                " WHERE endpoint = ? AND key_fingerprint = ? AND namespace = ?",
+                identity,
+            ).fetchone()
+        return None if row is None else int(row[0])
 
     # -- events ----------------------------------------------------------------------------
 
@@ -580,6 +604,17 @@ class Ledger:
                 params = _slots(chunk) | {"destination": destination_id, "cutoff": cutoff}
                 total += int(conn.execute(_COUNT_RECENTLY_SENT, params).fetchone()[0])
         return total
+
+    def sent_among(self, destination_id: int, key_hashes: Sequence[bytes]) -> set[bytes]:
+        """Which of these events the destination has acknowledged. Read-only (a dry run
+        leaves them out of its plan); holds one chunk of keys at a time besides the result.
+        """
+        found: set[bytes] = set()
+        with self._read("look up sent events") as conn:
+            for chunk in _chunks(list(dict.fromkeys(key_hashes)), CHUNK):
+                params = _slots(chunk) | {"destination": destination_id}
+                found.update(row[0] for row in conn.execute(_SENT_AMONG, params))
+        return found
 
     # -- files, status, health -------------------------------------------------------------
 
@@ -893,7 +928,21 @@ def _make_private_dirs(directory: Path) -> None:
 
 def _create_private_file(path: Path) -> None:
     # Created here, not by SQLite, so it is 0600 from its first byte: it holds addresses.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    # A file that existed already (touched by hand, say) is tightened too.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _hot_journal(path: Path) -> bool:
+    """A rollback journal left by a kill during the ledger's creation. Only creation writes
+    through a rollback journal (everything after goes through the WAL), so until a writable
+    open rolls it back the ledger holds nothing a reader could show."""
+    journal = Path(f"{path}-journal")
+    return journal.exists() and journal.stat().st_size > 0
 
 
 def _tighten_side_files(path: Path) -> None:

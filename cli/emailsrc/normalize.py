@@ -51,6 +51,18 @@ def forced_format(inputs: InputSettings) -> Format | None:
     return None
 
 
+def _head(reader: RecordReader) -> list[Record]:
+    """The records up to the first readable one (at most DETECTION_WINDOW): only that one
+    is needed to detect the format, and a wide row can take a lot of memory, so no more
+    good records are held than one."""
+    head: list[Record] = []
+    for record in reader:
+        head.append(record)
+        if record.data is not None or len(head) >= DETECTION_WINDOW:
+            break
+    return head
+
+
 class Normalizer:
     """Reads the inputs and yields normalized events; counts into the report as it goes."""
 
@@ -87,8 +99,8 @@ class Normalizer:
         except InputError as error:
             raise InputStop(str(error)) from None
         with reader:
-            head = list(itertools.islice(reader, DETECTION_WINDOW))
-            sample = next((r for r in head if r.data is not None), None)
+            head = _head(reader)
+            sample = head[-1] if head and head[-1].data is not None else None
             file_report = FileReport(source=source, format="?", bytes=reader.total_bytes)
             if sample is None and not head:
                 file_report.format = "empty"

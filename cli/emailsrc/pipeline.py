@@ -16,7 +16,7 @@ import orjson
 
 from .batching import batch_body, batch_events, batches
 from .exitcodes import ExitCode
-from .files import open_private
+from .files import OutputError, open_private
 from .ledger import Destination, Ledger, LedgerBusy, LedgerError, StoredEvent, lock_path
 from .normalize import InputStop, Normalized, Normalizer
 from .progress import Reporter
@@ -69,23 +69,50 @@ def default_rejects_path(settings: RunSettings) -> Path:
 
 
 class Interrupts:
-    """Ctrl-C and SIGTERM become KeyboardInterrupt, except inside `shield()`.
+    """What Ctrl-C and SIGTERM do during a run.
 
-    An acknowledged batch is recorded in the ledger inside a shield: an interrupt landing
-    between Segment's 2xx and the commit would otherwise roll the record back, and the
-    next run would send that batch again. The signal is held and raised once the shield
-    ends, so the run still winds down at the next safe point.
+    While batches are being sent, the first one only asks the sender to stop: no new batch
+    is taken, the batches in flight finish and are recorded, then the run raises
+    KeyboardInterrupt itself (`check`) at a safe point. An exception thrown into the main
+    thread at a random point could land after a batch's 2xx and before it is recorded, and
+    the next run would send that batch again. The planning loops call `check` too, so a
+    re-run that has nothing left to send still stops promptly.
+
+    Otherwise (before sending, or a second signal: abandon the batches in flight) the
+    signal raises KeyboardInterrupt at once, except inside `shield()`, which holds it until
+    the ledger write in progress has committed.
     """
 
     def __init__(self) -> None:
+        self.requested = False
+        self._stop: Callable[[], None] | None = None
         self._shielded = 0
         self._pending = False
 
     def handle(self, signum: int, frame: object) -> None:
+        if self._stop is not None and not self.requested:
+            self.requested = True
+            self._stop()
+            return
+        self.requested = True
         if self._shielded:
             self._pending = True
             return
         raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt here if a stop was asked for."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def stopping(self, stop: Callable[[], None]) -> Iterator[None]:
+        """While sending: the first signal calls ``stop`` instead of raising."""
+        self._stop = stop
+        try:
+            yield
+        finally:
+            self._stop = None
 
     @contextlib.contextmanager
     def shield(self, *, hold: bool = False) -> Iterator[None]:
@@ -164,6 +191,8 @@ class Run:
                 report.error, report.exit_code = str(busy), ExitCode.LEDGER
             except LedgerError as broken:
                 report.error, report.exit_code = str(broken), ExitCode.LEDGER
+            except OutputError as unwritable:  # --output or the rejects file
+                report.error, report.exit_code = str(unwritable), ExitCode.USAGE
             except KeyboardInterrupt:
                 report.interrupted, report.exit_code = True, ExitCode.INTERRUPTED
                 if not report.dry_run:
@@ -238,7 +267,7 @@ class Run:
         if self.settings.send.write_key is None or not self.settings.state_path.exists():
             return
         ledger = self.ledger or self.open_ledger(readonly=True)
-        self.destination_id = find_destination(ledger, self.destination())
+        self.destination_id = ledger.find_destination(self.destination())
 
     def describe_destination(self) -> None:
         send = self.settings.send
@@ -295,10 +324,13 @@ class Run:
                 timeout=send.timeout,
                 on_retry=lambda status, reason: self.reporter.retried(),
             )
+        sender = Sender(transport, concurrency=send.concurrency)
         try:
-            Sender(transport, concurrency=send.concurrency).run(stream, self.on_outcome)
+            with self.interrupts.stopping(sender.stop):
+                sender.run(stream, self.on_outcome)
         finally:
             transport.close()
+        self.interrupts.check()  # stopped by a signal: everything in flight is recorded
 
     def on_outcome(self, batch: Sequence[OutgoingEvent], outcome: BatchOutcome) -> None:
         with self.interrupts.shield():
@@ -439,6 +471,7 @@ def _plan(run: Run, events: Iterator[Normalized], *, real: bool) -> Iterator[Out
     """Dedupe within the run and against the ledger; yield what must be sent."""
     report = run.report
     for chunk in chunked(events, CHUNK):
+        run.interrupts.check()
         if real:
             assert run.ledger is not None and run.run_id is not None
             assert run.destination_id is not None
@@ -461,7 +494,7 @@ def _plan(run: Run, events: Iterator[Normalized], *, real: bool) -> Iterator[Out
             due = fresh
             if run.destination_id is not None:  # a dry run for a destination the ledger knows
                 assert run.ledger is not None
-                sent = sent_among(run.ledger, run.destination_id, [n.key_hash for n in fresh])
+                sent = run.ledger.sent_among(run.destination_id, [n.key_hash for n in fresh])
                 due = [n for n in fresh if n.key_hash not in sent]
         report.duplicates += len(chunk) - len(fresh)
         report.already_sent += len(fresh) - len(due)
@@ -533,6 +566,7 @@ def _replay_plan(
 ) -> Iterator[OutgoingEvent]:
     report = run.report
     for chunk in chunked(selected, CHUNK):
+        run.interrupts.check()
         hashes = [stored.key_hash for stored in chunk]
         for stored in chunk:
             report.events[stored.name] += 1
@@ -556,47 +590,6 @@ def _to_ms(moment: datetime | None) -> int | None:
     if moment is None:
         return None
     return -((datetime(1970, 1, 1, tzinfo=UTC) - moment) // timedelta(milliseconds=1))
-
-
-# -- read-only ledger lookups -------------------------------------------------------------
-# A dry run reads the ledger without writing to it or taking its lock, so it can't use
-# destination_id() (which registers a destination it has not seen).
-
-
-def find_destination(ledger: Ledger, destination: Destination) -> int | None:
-    """The id of a destination the ledger knows, or None."""
-    method = getattr(ledger, "find_destination", None)
-    if method is not None:
-        found: int | None = method(destination)
-        return found
-    with ledger._read("look up the destination") as conn:
-        row = conn.execute(
-            "SELECT id FROM destinations"
-            " WHERE endpoint = ? AND key_fingerprint = ? AND namespace = ?",
-            (destination.endpoint, destination.key_fingerprint, destination.namespace),
-        ).fetchone()
-    return None if row is None else int(row[0])
-
-
-def sent_among(ledger: Ledger, destination_id: int, key_hashes: Sequence[bytes]) -> set[bytes]:
-    """Which of these events the destination has acknowledged."""
-    method = getattr(ledger, "sent_among", None)
-    if method is not None:
-        return set(method(destination_id, key_hashes))
-    from .ledger import _EVENT_OF_SLOT, _SLOTS, _slots
-
-    query = f"""{_SLOTS}
-        SELECT e.key_hash FROM slot CROSS JOIN {_EVENT_OF_SLOT}
-        JOIN deliveries AS d ON d.destination_id = :destination AND d.event_id = e.id
-        WHERE d.state = 'sent'
-    """
-    unique = list(dict.fromkeys(key_hashes))
-    found: set[bytes] = set()
-    with ledger._read("look up sent events") as conn:
-        for start in range(0, len(unique), CHUNK):
-            params = _slots(unique[start : start + CHUNK]) | {"destination": destination_id}
-            found.update(row[0] for row in conn.execute(query, params))
-    return found
 
 
 # -- status -------------------------------------------------------------------------------

@@ -107,8 +107,7 @@ def render_status(status: dict[str, Any], console: Console) -> None:
     by_month = events.get("by_month") or {}
     if by_month:
         # One column per event name, shortened: the six full names don't fit 80 columns.
-        names = sorted({name for counts in by_month.values() for name in counts},
-                       key=_event_order)
+        names = sorted({name for counts in by_month.values() for name in counts}, key=_event_order)
         table = Table(title="by month", title_justify="left", box=box.SIMPLE)
         table.add_column("month")
         for name in names:
@@ -128,8 +127,12 @@ def render_status(status: dict[str, Any], console: Console) -> None:
         table.add_column("last sent (UTC)", no_wrap=True)
         for dest in destinations:
             table.add_row(
-                dest["endpoint"], str(dest["key_fingerprint"])[:12], f"{dest['sent']:,}",
-                f"{dest['pending']:,}", f"{dest['failed']:,}", _minute(dest.get("last_sent_at")),
+                dest["endpoint"],
+                str(dest["key_fingerprint"])[:12],
+                f"{dest['sent']:,}",
+                f"{dest['pending']:,}",
+                f"{dest['failed']:,}",
+                _minute(dest.get("last_sent_at")),
             )
         console.print(table)
     runs = status.get("runs") or []
@@ -145,17 +148,26 @@ def render_status(status: dict[str, Any], console: Console) -> None:
             # A run that crashed (kill -9, power loss) never wrote its summary.
             counts = (run.get("summary") or {}).get("events", {})
             table.add_row(
-                str(run["id"]), run["command"], _minute(run["started_at"]), run["status"],
-                *(f"{counts[key]:,}" if key in counts else "-"
-                  for key in ("sent", "already_sent", "failed")),
+                str(run["id"]),
+                run["command"],
+                _minute(run["started_at"]),
+                run["status"],
+                *(
+                    f"{counts[key]:,}" if key in counts else "-"
+                    for key in ("sent", "already_sent", "failed")
+                ),
             )
         console.print(table)
 
 
 # Status columns: the six names in the order a mail goes through them, in short.
 _SHORT_NAMES = {
-    "Email Delivered": "delivered", "Email Opened": "opened", "Email Link Clicked": "clicked",
-    "Email Bounced": "bounced", "Email Unsubscribed": "unsub", "Email Marked as Spam": "spam",
+    "Email Delivered": "delivered",
+    "Email Opened": "opened",
+    "Email Link Clicked": "clicked",
+    "Email Bounced": "bounced",
+    "Email Unsubscribed": "unsub",
+    "Email Marked as Spam": "spam",
 }
 
 

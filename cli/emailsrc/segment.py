@@ -23,8 +23,12 @@ MAX_BATCH_EVENTS = 2_500
 # Names the Customer.io destinations answer to in the integrations object (classic and
 # Actions, with the aliases Segment's catalog lists). Backfilled email events reaching them
 # could trigger campaigns a second time.
-CUSTOMERIO_DESTINATIONS = ("Customer.io", "Customer.io (Actions)", "Actions Customerio",
-                           "Customer.io Actions")
+CUSTOMERIO_DESTINATIONS = (
+    "Customer.io",
+    "Customer.io (Actions)",
+    "Actions Customerio",
+    "Customer.io Actions",
+)
 
 _BASE_NAMESPACE = uuid.UUID("6c1e4c55-3f0b-5d6a-9a57-2b9f5e0d1a7e")
 DRY_RUN_NAMESPACE_LABEL = "no write key (dry run): messageIds will differ from a real run"
@@ -88,8 +92,14 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
 def finish_body(stored: bytes, message_id_value: str, integrations_json: bytes) -> bytes:
     """Splice messageId and integrations into a stored payload without re-encoding it."""
     return b"".join(
-        (stored[:-1], b',"messageId":"', message_id_value.encode(), b'","integrations":',
-         integrations_json, b"}")
+        (
+            stored[:-1],
+            b',"messageId":"',
+            message_id_value.encode(),
+            b'","integrations":',
+            integrations_json,
+            b"}",
+        )
     )
 
 

@@ -29,6 +29,7 @@ import httpx
 import orjson
 
 from . import __version__
+from .secrets import REDACT_MIN_CHARS
 
 Verdict = Literal["ok", "retry", "auth", "split", "fail"]
 
@@ -369,6 +370,9 @@ class HttpTransport:
         self._clock = clock
         self._gzip_level = gzip_level
         token = base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+        # A proxy or a misconfigured host may echo the request's credentials in its error
+        # body; reasons built from answers go to the rejects file and the ledger.
+        self._secrets = (write_key, token, base64.b64encode(write_key.encode()).decode("ascii"))
         self._headers = {
             "Authorization": f"Basic {token}",
             "Content-Type": "application/json",
@@ -483,15 +487,22 @@ class HttpTransport:
         except httpx.TimeoutException as exc:
             return _Attempt(None, f"timed out after {self._timeout:g} s ({type(exc).__name__})")
         except httpx.TransportError as exc:
-            return _Attempt(None, f"network error: {_describe(exc)}")
+            return _Attempt(None, self._redact(f"network error: {_describe(exc)}"))
         status = response.status_code
         if 200 <= status < 300:
             return _Attempt(status)
         return _Attempt(
             status,
-            _status_reason(status, response.text),
+            self._redact(_status_reason(status, response.text)),
             retry_after_seconds(response.headers.get("Retry-After"), self._clock()),
         )
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            # A key shorter than a real one (a test's "k") would mangle every word.
+            if len(secret) >= REDACT_MIN_CHARS and secret in text:
+                text = text.replace(secret, "***")
+        return text
 
     def _interruptible_sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
