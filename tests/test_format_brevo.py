@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
-from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
-from emailsrc.formats import detect_format
+from emailsrc.events import EmailEvent, EventName, RecordRejected
 from emailsrc.formats.brevo import BrevoFormat
+from format_samples import SAMPLES, categories, convert_file, one_event, skip_reason
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_exports" / "brevo_transactional.jsonl"
+SAMPLE = SAMPLES / "brevo_transactional.jsonl"
 FMT = BrevoFormat()
 MESSAGE_ID = "<202506021000.11111111111@smtp-relay.mailin.fr>"
 
@@ -38,17 +36,8 @@ def record(kind: str, **fields: Any) -> dict[str, Any]:
     return data
 
 
-def one(data: Mapping[str, Any]) -> EmailEvent:
-    result = FMT.convert(data)
-    assert isinstance(result, list), result
-    (event,) = result
-    return event
-
-
-def skipped(data: Mapping[str, Any]) -> str:
-    result = FMT.convert(data)
-    assert isinstance(result, Skip), result
-    return result.reason
+one = partial(one_event, FMT)
+skipped = partial(skip_reason, FMT)
 
 
 @pytest.mark.parametrize(
@@ -201,54 +190,22 @@ def test_matches_brevo_records_only() -> None:
     assert FMT.matches({}, ["event", "email", "message-id", "ts_event"])
 
 
-def test_sample_is_detected_as_brevo() -> None:
-    records, _ = read_sample(SAMPLE)
-    found = detect_format(records[0], None)
-    assert found is not None and found.name == "brevo"
-
-
-def test_mapping_table_and_detection_line() -> None:
+def test_mapping_table() -> None:
     table = {row.value: row.outcome for row in FMT.mapping_table()}
     assert table["opened"] == "Email Opened"
     assert table["proxy_open"] == "Email Opened (machine open)"
     assert table["soft_bounce"] == "Email Bounced (soft)"
     assert table["unique_opened"] == "skipped: second signal for the same open"
     assert not any("any other" in value for value in table)  # unknown events are rejected
-    assert FMT.detection and "\n" not in FMT.detection
 
 
 # --- golden sample ------------------------------------------------------------------------
 
 
-def read_sample(path: Path) -> tuple[list[Mapping[str, Any]], int]:
-    records: list[Mapping[str, Any]] = []
-    broken = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            broken += 1
-            continue
-        records.extend(value if isinstance(value, list) else [value])
-    return records, broken
-
-
 def test_golden_sample() -> None:
-    records, broken = read_sample(SAMPLE)
-    found: list[EmailEvent] = []
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    for item in (item for data in records for item in FMT.explode(data)):
-        try:
-            result = FMT.convert(item)
-        except RecordRejected as exc:
-            rejects[exc.reason.split(":")[0]] += 1
-            continue
-        if isinstance(result, Skip):
-            skips[result.reason.split(":")[0]] += 1
-        else:
-            found.extend(result)
-    assert (broken, len(records)) == (1, 19)
+    run = convert_file(FMT, SAMPLE)
+    found = run.events
+    assert run.read == 19  # and one broken line, among the rejects
     assert Counter(event.name.value for event in found) == {
         "Email Delivered": 3,
         "Email Opened": 3,
@@ -258,13 +215,13 @@ def test_golden_sample() -> None:
         "Email Unsubscribed": 1,
     }
     assert len({event.key() for event in found}) == 10  # the repeated "opened" is one event
-    assert skips == {
+    assert categories(run.skips) == {
         "not an email event": 2,  # a request and a send error
         "second signal for the same open": 2,
         "deferral": 1,
         "suppressed before sending": 2,
     }
-    assert rejects == {"no recipient and no user id": 1}
+    assert categories(run.rejects) == {"unreadable line": 1, "no recipient and no user id": 1}
 
     proxy = next(event for event in found if event.machine_open)
     assert proxy == EmailEvent(

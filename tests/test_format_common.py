@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from emailsrc.events import RecordRejected, Skip
-from emailsrc.formats import all_formats, detect_format
+from emailsrc.formats import all_formats, detect_format, get_format
 from emailsrc.formats.base import (
     BLOCK,
     DEFERRAL,
@@ -47,8 +44,7 @@ from emailsrc.formats.common import (
     page_items,
     tag_list,
 )
-
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_exports"
+from format_samples import SAMPLES, SampleRun, convert_file, first_data, read_records
 
 SKIP_CATEGORIES = {
     NOT_EMAIL_EVENT,
@@ -161,6 +157,8 @@ def test_small_shared_readers() -> None:
 
 @pytest.mark.parametrize("fmt", all_formats(), ids=lambda f: f.name)
 def test_mapping_tables_speak_the_shared_vocabulary(fmt: Any) -> None:
+    # `emailsrc formats` prints the detection line above the table: one line, never empty.
+    assert fmt.detection and "\n" not in fmt.detection
     allowed = SKIP_CATEGORIES | FORMAT_SKIP_CATEGORIES.get(fmt.name, set())
     for row in fmt.mapping_table():
         if row.outcome.startswith("skipped: "):
@@ -169,43 +167,15 @@ def test_mapping_tables_speak_the_shared_vocabulary(fmt: Any) -> None:
             assert row.outcome.removeprefix("Email Bounced (").rstrip(")") in BOUNCE_TYPES, row
 
 
-def _sample_outcomes() -> Iterator[tuple[str, str, Skip | list[Any] | RecordRejected]]:
-    """(file, format, outcome) for every record of every provider sample."""
+def _sample_runs() -> Iterator[tuple[str, str, SampleRun]]:
+    """(file, format, what converting it gave) for every provider sample."""
     for path in sorted(SAMPLES.iterdir()):
-        if path.suffix == ".csv" and not path.name.startswith("generic"):
-            with path.open(newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                rows: list[Mapping[str, Any]] = list(reader)
-                columns = list(reader.fieldnames or [])
-            fmt = detect_format(rows[0], columns)
-            assert fmt is not None, path.name
-            convert = fmt.bind(rows[0], columns)
-            items: list[Mapping[str, Any]] = rows
-        elif path.suffix == ".jsonl":
-            values = []
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    continue  # the samples hold one deliberately broken line each
-                # The reader splits a batch array into its records, as here.
-                values.extend(value if isinstance(value, list) else [value])
-            fmt = detect_format(values[0], None)
-            assert fmt is not None, path.name
-            convert = fmt.convert
-            items = []
-            for value in values:
-                try:
-                    items.extend(fmt.explode(value))
-                except RecordRejected:
-                    continue
-        else:
+        if path.suffix not in (".csv", ".jsonl") or path.name.startswith("generic"):
             continue
-        for item in items:
-            try:
-                yield path.name, fmt.name, convert(item)
-            except RecordRejected as error:
-                yield path.name, fmt.name, error
+        records, columns = read_records(path)
+        fmt = detect_format(first_data(records), columns)
+        assert fmt is not None, path.name
+        yield path.name, fmt.name, convert_file(fmt, path)
 
 
 def test_skip_and_reject_categories_do_not_overlap() -> None:
@@ -216,15 +186,41 @@ def test_skip_and_reject_categories_do_not_overlap() -> None:
 
 def test_every_sample_skip_and_bounce_uses_the_shared_vocabulary() -> None:
     seen_skips: set[str] = set()
-    for name, fmt, outcome in _sample_outcomes():
-        if isinstance(outcome, Skip):
-            category = outcome.reason.partition(": ")[0]
+    for name, fmt, run in _sample_runs():
+        for skipped in run.skips:
+            category = skipped.partition(": ")[0]
             allowed = SKIP_CATEGORIES | FORMAT_SKIP_CATEGORIES.get(fmt, set())
-            assert category in allowed, (name, outcome)
+            assert category in allowed, (name, skipped)
             seen_skips.add(category)
-        elif isinstance(outcome, list):
-            for event in outcome:
-                bounce_type = event.properties.get("bounce_type")
-                assert bounce_type is None or bounce_type in BOUNCE_TYPES, (name, event)
+        for event in run.events:
+            bounce_type = event.properties.get("bounce_type")
+            assert bounce_type is None or bounce_type in BOUNCE_TYPES, (name, event)
     # The samples exercise the common categories, so a renamed one cannot slip through.
     assert {NOT_EMAIL_EVENT, DEFERRAL, SUPPRESSED, SECOND_OPEN, PERSON_LEVEL} <= seen_skips
+
+
+# --- the provider sample exports -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sample", "name"),
+    [
+        ("brevo_transactional.jsonl", "brevo"),
+        ("mailgun_events_2025-04.jsonl", "mailgun"),
+        ("mailjet_events.jsonl", "mailjet"),
+        ("mandrill_webhooks_2025-07.jsonl", "mandrill"),
+        ("postmark_webhooks_2025-05.jsonl", "postmark"),
+        ("resend_webhooks.jsonl", "resend"),
+        ("sendgrid_events_2025-03.jsonl", "sendgrid"),
+        ("ses_events_2025-06.jsonl", "ses"),
+        ("sparkpost_events_api.jsonl", "sparkpost"),
+        ("sparkpost_webhooks.jsonl", "sparkpost"),
+    ],
+)
+def test_sample_export_is_detected_as_its_format_only(sample: str, name: str) -> None:
+    records, _ = read_records(SAMPLES / sample)
+    first = first_data(records)
+    fmt = get_format(name)
+    assert detect_format(first, None) is fmt
+    others = [f.name for f in all_formats() if f is not fmt and f.matches(first, None)]
+    assert others == []

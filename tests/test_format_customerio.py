@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +12,8 @@ import pytest
 from emailsrc.events import RESERVED_PROPERTY_NAMES, EmailEvent, EventName, RecordRejected, Skip
 from emailsrc.formats.base import Conversion, Converter, FormatError
 from emailsrc.formats.customerio import FORMATS, CustomerIO
+from format_samples import SAMPLES, SampleRun, convert_file, first_data, read_records
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_exports"
 FMT = CustomerIO()
 T0 = 1749027605  # 2025-06-04T09:00:05Z
 SHARED_DELIVERY = "RPILAgqdotpy43rk7e8YvBsCwnaU"  # in both the messages and the deliveries sample
@@ -128,7 +125,6 @@ def at(text: str) -> datetime:
 def test_the_module_registers_one_format() -> None:
     assert [type(f) for f in FORMATS] == [CustomerIO]
     assert (FMT.name, FMT.title) == ("customerio", "Customer.io")
-    assert FMT.detection and "\n" not in FMT.detection
 
 
 @pytest.mark.parametrize(
@@ -816,68 +812,29 @@ SKIP_CATEGORIES = {
 }
 
 
-def _sample_records(name: str) -> tuple[Converter, list[Mapping[str, Any] | None]]:
-    """The file's records as the pipeline would see them; None for a line that isn't JSON."""
+def _run(name: str) -> SampleRun:
+    """The file converted as a run converts it: the project's reader, then the format."""
     path = SAMPLES / name
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            rows: list[Mapping[str, Any] | None] = list(reader)
-            columns = list(reader.fieldnames or [])
-        assert FMT.matches(rows[0] or {}, columns)
-        return FMT.bind(rows[0] or {}, columns), rows
-    records: list[Mapping[str, Any] | None] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            parsed = json.loads(line)
-        except json.JSONDecodeError:
-            records.append(None)
-            continue
-        records.extend(FMT.explode(parsed))
-    first = next(r for r in records if r is not None)
-    assert FMT.matches(first, None)
-    return FMT.bind(first, None), records
-
-
-def _outcomes(name: str) -> Iterable[Conversion | RecordRejected]:
-    convert, records = _sample_records(name)
-    for record in records:
-        if record is None:
-            yield RecordRejected("unparseable JSON line")
-            continue
-        try:
-            yield convert(record)
-        except RecordRejected as rejected_record:
-            yield rejected_record
+    records, columns = read_records(path)
+    assert FMT.matches(first_data(records), columns)
+    return convert_file(FMT, path)
 
 
 def _sample_events(name: str) -> list[EmailEvent]:
-    return [e for o in _outcomes(name) if isinstance(o, list) for e in o]
+    return _run(name).events
 
 
 def _summary(name: str) -> dict[str, Any]:
-    events: Counter[str] = Counter()
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    keys: set[str] = set()
-    records = 0
-    for outcome in _outcomes(name):
-        records += 1
-        if isinstance(outcome, RecordRejected):
-            rejects[outcome.reason] += 1
-        elif isinstance(outcome, Skip):
-            assert outcome.reason.partition(": ")[0] in SKIP_CATEGORIES, outcome
-            skips[outcome.reason] += 1
-        else:
-            for event in outcome:
-                events[event.name.value + (" (machine)" if event.machine_open else "")] += 1
-                keys.add(event.key())
+    run = _run(name)
+    for skipped in run.skips:
+        assert skipped.partition(": ")[0] in SKIP_CATEGORIES, skipped
+    events = Counter(e.name.value + (" (machine)" if e.machine_open else "") for e in run.events)
     return {
-        "records": records,
+        "records": run.items + run.unreadable,
         "events": dict(events),
-        "skips": dict(skips),
-        "rejects": dict(rejects),
-        "unique keys": len(keys),
+        "skips": dict(run.skips),
+        "rejects": dict(run.rejects),
+        "unique keys": len({event.key() for event in run.events}),
     }
 
 
@@ -908,7 +865,7 @@ def test_golden_reporting_webhooks() -> None:
             "person-level subscription change: cio_subscription_preferences_changed": 1,
         },
         "rejects": {
-            "unparseable JSON line": 1,
+            "unreadable line: malformed JSON": 1,
             "missing timestamp": 1,
             "no recipient and no user id": 1,
         },
@@ -1023,7 +980,7 @@ def test_golden_metrics_csv() -> None:
             "suppressed before sending: dropped": 1,
         },
         "rejects": {
-            "ragged row: more fields than the header": 1,
+            "unreadable line: wrong number of fields": 1,
             "missing timestamp": 1,
             "recipient is not an email address: 'noah.kim(at)example.org'": 1,
         },

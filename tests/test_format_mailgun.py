@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
 from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
-from emailsrc.formats import all_formats, detect_format, get_format
+from emailsrc.formats import get_format
+from format_samples import SAMPLES, convert_file, one_event
 
 FORMAT = get_format("mailgun")
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_exports" / "mailgun_events_2025-04.jsonl"
+SAMPLE = SAMPLES / "mailgun_events_2025-04.jsonl"
 MESSAGE_ID = "20250407091500.1.A4C2E9F0B1D37E55@mg.example.com"
 
 
@@ -47,10 +47,7 @@ def webhook(event: str, **fields: Any) -> dict[str, Any]:
     }
 
 
-def one(data: dict[str, Any]) -> EmailEvent:
-    result = FORMAT.convert(data)
-    assert isinstance(result, list) and len(result) == 1, result
-    return result[0]
+one = partial(one_event, FORMAT)
 
 
 def test_delivered_webhook_is_fully_mapped() -> None:
@@ -247,47 +244,9 @@ def test_mapping_table_names_every_event_type() -> None:
 # --- the sample export -------------------------------------------------------------------
 
 
-def read_records(path: Path) -> list[Any]:
-    """One JSON value per line, arrays split into their items; None for a broken line."""
-    records: list[Any] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
-            records.append(None)
-            continue
-        records.extend(data if isinstance(data, list) else [data])
-    return records
-
-
-def convert_file(path: Path) -> tuple[list[EmailEvent], Counter[str], Counter[str]]:
-    events: list[EmailEvent] = []
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    for data in read_records(path):
-        if data is None:
-            rejects["unreadable line"] += 1
-            continue
-        try:
-            items = list(FORMAT.explode(data))
-        except RecordRejected as error:
-            rejects[error.reason] += 1
-            continue
-        for entry in items:
-            try:
-                result = FORMAT.convert(entry)
-            except RecordRejected as error:
-                rejects[error.reason] += 1
-                continue
-            if isinstance(result, Skip):
-                skips[result.reason] += 1
-            else:
-                events.extend(result)
-    return events, skips, rejects
-
-
 def test_sample_export_summary() -> None:
-    events, skips, rejects = convert_file(SAMPLE)
+    run = convert_file(FORMAT, SAMPLE)
+    events = run.events
     assert Counter(event.name.value for event in events) == {
         "Email Delivered": 3,
         "Email Opened": 3,
@@ -298,18 +257,18 @@ def test_sample_export_summary() -> None:
     }
     # The Events API page repeats the unsubscribe the webhook delivered: one key for both.
     assert len({event.key() for event in events}) == len(events) - 1
-    assert skips == {
+    assert run.skips == {
         "not an email event: accepted": 1,
         "deferral: temporary failure": 1,
         "suppressed before sending: suppress-bounce": 1,
         "suppressed before sending: rejected": 1,
         "not an email event: stored": 1,
     }
-    assert rejects == {"unreadable line": 1}
+    assert run.rejects == {"unreadable line: malformed JSON": 1}
 
 
 def test_sample_export_events_in_full() -> None:
-    events, _, _ = convert_file(SAMPLE)
+    events = convert_file(FORMAT, SAMPLE).events
     apple = next(e for e in events if e.properties.get("bot") == "apple")
     assert apple == EmailEvent(
         name=EventName.OPENED,
@@ -344,10 +303,3 @@ def test_sample_export_events_in_full() -> None:
             "smtp_status": "452",
         },
     )
-
-
-def test_sample_export_is_detected_as_mailgun_only() -> None:
-    first = read_records(SAMPLE)[0]
-    assert detect_format(first, None) is FORMAT
-    others = [f.name for f in all_formats() if f is not FORMAT and f.matches(first, None)]
-    assert others == []

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
-from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
-from emailsrc.formats import detect_format
+from emailsrc.events import EmailEvent, EventName, RecordRejected
 from emailsrc.formats.mailjet import MailjetFormat
+from format_samples import SAMPLES, categories, convert_file, one_event, skip_reason
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_exports" / "mailjet_events.jsonl"
+SAMPLE = SAMPLES / "mailjet_events.jsonl"
 FMT = MailjetFormat()
 
 
@@ -36,17 +34,8 @@ def record(kind: str, **fields: Any) -> dict[str, Any]:
     return data
 
 
-def one(data: Mapping[str, Any]) -> EmailEvent:
-    result = FMT.convert(data)
-    assert isinstance(result, list), result
-    (event,) = result
-    return event
-
-
-def skipped(data: Mapping[str, Any]) -> str:
-    result = FMT.convert(data)
-    assert isinstance(result, Skip), result
-    return result.reason
+one = partial(one_event, FMT)
+skipped = partial(skip_reason, FMT)
 
 
 @pytest.mark.parametrize(
@@ -195,52 +184,19 @@ def test_matches_mailjet_records_only() -> None:
     assert FMT.matches({}, ["event", "time", "email", "MessageID", "mj_campaign_id"])
 
 
-def test_sample_is_detected_as_mailjet() -> None:
-    records, _ = read_sample(SAMPLE)
-    found = detect_format(records[0], None)
-    assert found is not None and found.name == "mailjet"
-
-
-def test_mapping_table_and_detection_line() -> None:
+def test_mapping_table() -> None:
     values = [row.value for row in FMT.mapping_table()]
     assert {"sent", "open", "click", "spam", "unsub", "blocked"} <= set(values)
     assert any(value.startswith("bounce") for value in values)
-    assert FMT.detection and "\n" not in FMT.detection
 
 
 # --- golden sample ------------------------------------------------------------------------
 
 
-def read_sample(path: Path) -> tuple[list[Mapping[str, Any]], int]:
-    records: list[Mapping[str, Any]] = []
-    broken = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            broken += 1
-            continue
-        records.extend(value if isinstance(value, list) else [value])
-    return records, broken
-
-
 def test_golden_sample() -> None:
-    records, broken = read_sample(SAMPLE)
-    found: list[EmailEvent] = []
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    for item in (item for data in records for item in FMT.explode(data)):
-        try:
-            result = FMT.convert(item)
-        except RecordRejected as exc:
-            rejects[exc.reason.split(":")[0]] += 1
-            continue
-        if isinstance(result, Skip):
-            skips[result.reason.split(":")[0]] += 1
-        else:
-            found.extend(result)
-    assert broken == 1
-    assert len(records) == 19
+    run = convert_file(FMT, SAMPLE)
+    found = run.events
+    assert run.read == 19  # and one broken line, among the rejects
     assert Counter(event.name.value for event in found) == {
         "Email Delivered": 4,
         "Email Opened": 3,
@@ -250,8 +206,12 @@ def test_golden_sample() -> None:
         "Email Unsubscribed": 1,
     }
     assert len({event.key() for event in found}) == 13  # the repeated open is one event
-    assert skips == {"deferral": 1, "suppressed before sending": 2}
-    assert rejects == {"no recipient and no user id": 1, "unparseable timestamp": 1}
+    assert categories(run.skips) == {"deferral": 1, "suppressed before sending": 2}
+    assert categories(run.rejects) == {
+        "unreadable line": 1,
+        "no recipient and no user id": 1,
+        "unparseable timestamp": 1,
+    }
 
     click = next(event for event in found if event.name is EventName.CLICKED)
     assert click == EmailEvent(

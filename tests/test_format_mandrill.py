@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
 from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
-from emailsrc.formats import all_formats, detect_format, get_format
+from emailsrc.formats import get_format
+from format_samples import SAMPLES, convert_file, one_event
 
 FORMAT = get_format("mandrill")
-SAMPLE = (
-    Path(__file__).resolve().parent.parent / "sample_exports" / "mandrill_webhooks_2025-07.jsonl"
-)
+SAMPLE = SAMPLES / "mandrill_webhooks_2025-07.jsonl"
 MESSAGE_ID = "5d0a1f8e2c7b4a3996e1d2c3b4a5f607"
 
 
@@ -39,10 +38,7 @@ def event(kind: str, msg: dict[str, Any] | None = None, **fields: Any) -> dict[s
     return data
 
 
-def one(data: dict[str, Any]) -> EmailEvent:
-    result = FORMAT.convert(data)
-    assert isinstance(result, list) and len(result) == 1, result
-    return result[0]
+one = partial(one_event, FORMAT)
 
 
 def test_open_is_fully_mapped() -> None:
@@ -241,47 +237,9 @@ def test_mapping_table_names_every_event_type() -> None:
 # --- the sample export -------------------------------------------------------------------
 
 
-def read_records(path: Path) -> list[Any]:
-    """One JSON value per line, arrays split into their items; None for a broken line."""
-    records: list[Any] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
-            records.append(None)
-            continue
-        records.extend(data if isinstance(data, list) else [data])
-    return records
-
-
-def convert_file(path: Path) -> tuple[list[EmailEvent], Counter[str], Counter[str]]:
-    events: list[EmailEvent] = []
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    for data in read_records(path):
-        if data is None:
-            rejects["unreadable line"] += 1
-            continue
-        try:
-            items = list(FORMAT.explode(data))
-        except RecordRejected as error:
-            rejects[error.reason] += 1
-            continue
-        for entry in items:
-            try:
-                result = FORMAT.convert(entry)
-            except RecordRejected as error:
-                rejects[error.reason] += 1
-                continue
-            if isinstance(result, Skip):
-                skips[result.reason] += 1
-            else:
-                events.extend(result)
-    return events, skips, rejects
-
-
 def test_sample_export_summary() -> None:
-    events, skips, rejects = convert_file(SAMPLE)
+    run = convert_file(FORMAT, SAMPLE)
+    events = run.events
     assert Counter(e.name.value for e in events) == {
         "Email Delivered": 2,
         "Email Opened": 4,
@@ -292,7 +250,7 @@ def test_sample_export_summary() -> None:
     }
     # A later batch repeats an open: same message, recipient and time, so the same key.
     assert len({e.key() for e in events}) == len(events) - 1
-    assert skips == {
+    assert run.skips == {
         # the third send's webhook came before Mandrill had talked to the receiving server
         "not an email event: send (no delivery confirmation)": 1,
         "deferral: deferral": 1,
@@ -300,11 +258,11 @@ def test_sample_export_summary() -> None:
         "not an email event: blacklist sync": 1,
     }
     # The third line was cut off mid-body, so it is not JSON at all.
-    assert rejects == {"unreadable line": 1}
+    assert run.rejects == {"unreadable line: malformed JSON": 1}
 
 
 def test_sample_export_events_in_full() -> None:
-    events, _, _ = convert_file(SAMPLE)
+    events = convert_file(FORMAT, SAMPLE).events
     robot = next(e for e in events if e.machine_open)
     assert robot == EmailEvent(
         name=EventName.OPENED,
@@ -351,10 +309,3 @@ def test_sample_export_events_in_full() -> None:
         "org_4106",
         "release-notes",
     )
-
-
-def test_sample_export_is_detected_as_mandrill_only() -> None:
-    first = read_records(SAMPLE)[0]
-    assert detect_format(first, None) is FORMAT
-    others = [f.name for f in all_formats() if f is not FORMAT and f.matches(first, None)]
-    assert others == []

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
 from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
-from emailsrc.formats import all_formats, detect_format, get_format
+from emailsrc.formats import get_format
+from format_samples import SAMPLES, convert_file, one_event
 
 FORMAT = get_format("postmark")
-SAMPLE = (
-    Path(__file__).resolve().parent.parent / "sample_exports" / "postmark_webhooks_2025-05.jsonl"
-)
+SAMPLE = SAMPLES / "postmark_webhooks_2025-05.jsonl"
 MESSAGE_ID = "4f6c2a1e-8b3d-4e7a-9c5f-1d2e3f4a5b6c"
 RECIPIENT = "priya.raman@example.com"
 
@@ -86,10 +84,7 @@ def change(reason: str | None, suppress: bool = True, origin: str = "Recipient")
     }
 
 
-def one(data: dict[str, Any]) -> EmailEvent:
-    result = FORMAT.convert(data)
-    assert isinstance(result, list) and len(result) == 1, result
-    return result[0]
+one = partial(one_event, FORMAT)
 
 
 def test_delivery_is_fully_mapped() -> None:
@@ -290,47 +285,9 @@ def test_mapping_table_names_every_record_and_bounce_type() -> None:
 # --- the sample export -------------------------------------------------------------------
 
 
-def read_records(path: Path) -> list[Any]:
-    """One JSON value per line, arrays split into their items; None for a broken line."""
-    records: list[Any] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
-            records.append(None)
-            continue
-        records.extend(data if isinstance(data, list) else [data])
-    return records
-
-
-def convert_file(path: Path) -> tuple[list[EmailEvent], Counter[str], Counter[str]]:
-    events: list[EmailEvent] = []
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    for data in read_records(path):
-        if data is None:
-            rejects["unreadable line"] += 1
-            continue
-        try:
-            items = list(FORMAT.explode(data))
-        except RecordRejected as error:
-            rejects[error.reason] += 1
-            continue
-        for entry in items:
-            try:
-                result = FORMAT.convert(entry)
-            except RecordRejected as error:
-                rejects[error.reason] += 1
-                continue
-            if isinstance(result, Skip):
-                skips[result.reason] += 1
-            else:
-                events.extend(result)
-    return events, skips, rejects
-
-
 def test_sample_export_summary() -> None:
-    events, skips, rejects = convert_file(SAMPLE)
+    run = convert_file(FORMAT, SAMPLE)
+    events = run.events
     assert Counter(event.name.value for event in events) == {
         "Email Delivered": 2,
         "Email Opened": 2,
@@ -341,7 +298,7 @@ def test_sample_export_summary() -> None:
     }
     # The Bounces API page repeats the webhook's hard bounce: same bounce ID, one key.
     assert len({event.key() for event in events}) == len(events) - 1
-    assert skips == {
+    assert run.skips == {
         "deferral: Transient": 1,
         "not a bounce: SpamNotification": 1,
         "suppressed before sending: ManuallyDeactivated": 1,
@@ -349,11 +306,11 @@ def test_sample_export_summary() -> None:
         "person-level subscription change: reactivation": 1,
         "person-level subscription change: suppression by Customer": 1,
     }
-    assert rejects == {"unreadable line": 1}
+    assert run.rejects == {"unreadable line: malformed JSON": 1}
 
 
 def test_sample_export_events_in_full() -> None:
-    events, _, _ = convert_file(SAMPLE)
+    events = convert_file(FORMAT, SAMPLE).events
     soft = next(e for e in events if e.properties.get("bounce_type") == "soft")
     assert soft == EmailEvent(
         name=EventName.BOUNCED,
@@ -391,10 +348,3 @@ def test_sample_export_events_in_full() -> None:
             "click_location": "HTML",
         },
     )
-
-
-def test_sample_export_is_detected_as_postmark_only() -> None:
-    first = read_records(SAMPLE)[0]
-    assert detect_format(first, None) is FORMAT
-    others = [f.name for f in all_formats() if f is not FORMAT and f.matches(first, None)]
-    assert others == []

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
-from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
-from emailsrc.formats import detect_format
+from emailsrc.events import EmailEvent, EventName, RecordRejected
 from emailsrc.formats.resend import ResendFormat
+from format_samples import SAMPLES, categories, convert_file, events_of, one_event, skip_reason
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_exports" / "resend_webhooks.jsonl"
+SAMPLE = SAMPLES / "resend_webhooks.jsonl"
 FMT = ResendFormat()
 EMAIL_ID = "4ef9a417-02e9-4d39-ad75-9611e0fcc33c"
 
@@ -32,21 +30,9 @@ def record(kind: str, created_at: str = "2025-07-14T09:00:02.104Z", **data: Any)
     return {"type": kind, "created_at": created_at, "data": payload}
 
 
-def convert(data: Mapping[str, Any]) -> list[EmailEvent]:
-    result = FMT.convert(data)
-    assert isinstance(result, list), result
-    return result
-
-
-def one(data: Mapping[str, Any]) -> EmailEvent:
-    (event,) = convert(data)
-    return event
-
-
-def skipped(data: Mapping[str, Any]) -> str:
-    result = FMT.convert(data)
-    assert isinstance(result, Skip), result
-    return result.reason
+convert = partial(events_of, FMT)
+one = partial(one_event, FMT)
+skipped = partial(skip_reason, FMT)
 
 
 @pytest.mark.parametrize(
@@ -205,53 +191,21 @@ def test_matches_resend_records_only() -> None:
     assert not FMT.matches({"msys": {}}, None)
 
 
-def test_sample_is_detected_as_resend() -> None:
-    records, _ = read_sample(SAMPLE)
-    found = detect_format(records[0], None)
-    assert found is not None and found.name == "resend"
-
-
-def test_mapping_table_and_detection_line() -> None:
+def test_mapping_table() -> None:
     table = {row.value: row.outcome for row in FMT.mapping_table()}
     assert table["email.delivered"] == "Email Delivered"
     assert table["email.sent"] == "skipped: not an email event"
     assert table["email.bounced (Transient)"] == "Email Bounced (soft)"
     assert table["email.bounced (Undetermined)"] == "Email Bounced (undetermined)"
-    assert FMT.detection and "\n" not in FMT.detection
 
 
 # --- golden sample ------------------------------------------------------------------------
 
 
-def read_sample(path: Path) -> tuple[list[Mapping[str, Any]], int]:
-    records: list[Mapping[str, Any]] = []
-    broken = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            broken += 1
-            continue
-        records.extend(value if isinstance(value, list) else [value])
-    return records, broken
-
-
 def test_golden_sample() -> None:
-    records, broken = read_sample(SAMPLE)
-    found: list[EmailEvent] = []
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    for item in (item for data in records for item in FMT.explode(data)):
-        try:
-            result = FMT.convert(item)
-        except RecordRejected as exc:
-            rejects[exc.reason.split(":")[0]] += 1
-            continue
-        if isinstance(result, Skip):
-            skips[result.reason.split(":")[0]] += 1
-        else:
-            found.extend(result)
-    assert (broken, len(records)) == (1, 20)
+    run = convert_file(FMT, SAMPLE)
+    found = run.events
+    assert run.read == 20  # and one broken line, among the rejects
     assert Counter(event.name.value for event in found) == {
         "Email Delivered": 6,
         "Email Opened": 3,
@@ -260,12 +214,16 @@ def test_golden_sample() -> None:
         "Email Marked as Spam": 1,
     }
     assert len({event.key() for event in found}) == 12  # the repeated delivery is one event
-    assert skips == {
+    assert categories(run.skips) == {
         "not an email event": 4,  # two sends, a failed send, a contact change
         "deferral": 1,
         "suppressed before sending": 2,
     }
-    assert rejects == {"no recipient and no user id": 1, "unparseable timestamp": 1}
+    assert categories(run.rejects) == {
+        "unreadable line": 1,
+        "no recipient and no user id": 1,
+        "unparseable timestamp": 1,
+    }
 
     click = next(event for event in found if event.name is EventName.CLICKED)
     assert click == EmailEvent(

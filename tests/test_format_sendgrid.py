@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
 from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
-from emailsrc.formats import all_formats, detect_format, get_format
+from emailsrc.formats import get_format
+from format_samples import SAMPLES, convert_file, one_event
 
 FORMAT = get_format("sendgrid")
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_exports" / "sendgrid_events_2025-03.jsonl"
+SAMPLE = SAMPLES / "sendgrid_events_2025-03.jsonl"
 MESSAGE_ID = "Lq9Ry0fDSPy3-cHOYbMhfQ.recvd-7b9c5d5c5-mk2xt-1-67C5A1B2-1F.0"
 
 
@@ -31,10 +31,7 @@ def record(event: str, **fields: Any) -> dict[str, Any]:
     return base
 
 
-def one(data: dict[str, Any]) -> EmailEvent:
-    result = FORMAT.convert(data)
-    assert isinstance(result, list) and len(result) == 1, result
-    return result[0]
+one = partial(one_event, FORMAT)
 
 
 def test_delivered_with_custom_args_is_fully_mapped() -> None:
@@ -228,47 +225,9 @@ def test_mapping_table_names_every_event_type() -> None:
 # --- the sample export -------------------------------------------------------------------
 
 
-def read_records(path: Path) -> list[Any]:
-    """One JSON value per line, arrays split into their items; None for a broken line."""
-    records: list[Any] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
-            records.append(None)
-            continue
-        records.extend(data if isinstance(data, list) else [data])
-    return records
-
-
-def convert_file(path: Path) -> tuple[list[EmailEvent], Counter[str], Counter[str]]:
-    events: list[EmailEvent] = []
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    for data in read_records(path):
-        if data is None:
-            rejects["unreadable line"] += 1
-            continue
-        try:
-            items = list(FORMAT.explode(data))
-        except RecordRejected as error:
-            rejects[error.reason] += 1
-            continue
-        for item in items:
-            try:
-                result = FORMAT.convert(item)
-            except RecordRejected as error:
-                rejects[error.reason] += 1
-                continue
-            if isinstance(result, Skip):
-                skips[result.reason] += 1
-            else:
-                events.extend(result)
-    return events, skips, rejects
-
-
 def test_sample_export_summary() -> None:
-    events, skips, rejects = convert_file(SAMPLE)
+    run = convert_file(FORMAT, SAMPLE)
+    events = run.events
     assert Counter(event.name.value for event in events) == {
         "Email Delivered": 5,
         "Email Opened": 3,
@@ -279,18 +238,18 @@ def test_sample_export_summary() -> None:
     }
     # The webhook's retried batch repeats one delivery: its sg_event_id makes it one key.
     assert len({event.key() for event in events}) == len(events) - 1
-    assert skips == {
+    assert run.skips == {
         "not an email event: processed": 2,
         "deferral: deferred": 1,
         "suppressed before sending: dropped": 1,
         "person-level subscription change: group_resubscribe": 1,
         "not an email event: account_status_change": 1,
     }
-    assert rejects == {"unreadable line": 1, "no recipient and no user id": 1}
+    assert run.rejects == {"unreadable line: malformed JSON": 1, "no recipient and no user id": 1}
 
 
 def test_sample_export_events_in_full() -> None:
-    events, _, _ = convert_file(SAMPLE)
+    events = convert_file(FORMAT, SAMPLE).events
     machine_open = next(e for e in events if e.machine_open)
     assert machine_open == EmailEvent(
         name=EventName.OPENED,
@@ -336,10 +295,3 @@ def test_sample_export_events_in_full() -> None:
             "list_id": "4821",
         },
     )
-
-
-def test_sample_export_is_detected_as_sendgrid_only() -> None:
-    first = read_records(SAMPLE)[0]
-    assert detect_format(first, None) is FORMAT
-    others = [f.name for f in all_formats() if f is not FORMAT and f.matches(first, None)]
-    assert others == []

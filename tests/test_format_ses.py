@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import pytest
 
 from emailsrc.events import EmailEvent, EventName, RecordRejected, Skip
-from emailsrc.formats import all_formats, detect_format, get_format
+from emailsrc.formats import get_format
+from format_samples import SAMPLES, convert_file, events_of
 
 FORMAT = get_format("ses")
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_exports" / "ses_events_2025-06.jsonl"
+SAMPLE = SAMPLES / "ses_events_2025-06.jsonl"
 MESSAGE_ID = "0102019650a1b2c3-4d5e6f70-8192-4a3b-9c8d-7e6f5a4b3c2d-000000"
 TOPIC = "arn:aws:sns:eu-west-1:111122223333:ses-events"
 
@@ -57,10 +58,7 @@ def delivery(recipients: list[str]) -> dict[str, Any]:
     return record("Delivery", "delivery", body, destination=recipients)
 
 
-def convert(data: dict[str, Any]) -> list[EmailEvent]:
-    result = FORMAT.convert(data)
-    assert isinstance(result, list), result
-    return result
+convert = partial(events_of, FORMAT)
 
 
 def test_delivery_is_fully_mapped() -> None:
@@ -348,47 +346,9 @@ def test_mapping_table_names_every_event_type() -> None:
 # --- the sample export -------------------------------------------------------------------
 
 
-def read_records(path: Path) -> list[Any]:
-    """One JSON value per line, arrays split into their items; None for a broken line."""
-    records: list[Any] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            data = json.loads(line)
-        except ValueError:
-            records.append(None)
-            continue
-        records.extend(data if isinstance(data, list) else [data])
-    return records
-
-
-def convert_file(path: Path) -> tuple[list[EmailEvent], Counter[str], Counter[str]]:
-    events: list[EmailEvent] = []
-    skips: Counter[str] = Counter()
-    rejects: Counter[str] = Counter()
-    for data in read_records(path):
-        if data is None:
-            rejects["unreadable line"] += 1
-            continue
-        try:
-            items = list(FORMAT.explode(data))
-        except RecordRejected as error:
-            rejects[error.reason] += 1
-            continue
-        for entry in items:
-            try:
-                result = FORMAT.convert(entry)
-            except RecordRejected as error:
-                rejects[error.reason] += 1
-                continue
-            if isinstance(result, Skip):
-                skips[result.reason] += 1
-            else:
-                events.extend(result)
-    return events, skips, rejects
-
-
 def test_sample_export_summary() -> None:
-    events, skips, rejects = convert_file(SAMPLE)
+    run = convert_file(FORMAT, SAMPLE)
+    events = run.events
     assert Counter(event.name.value for event in events) == {
         "Email Delivered": 4,
         "Email Opened": 1,
@@ -399,7 +359,7 @@ def test_sample_export_summary() -> None:
     }
     # SNS delivered one notification twice: the duplicate delivery has the same key.
     assert len({event.key() for event in events}) == len(events) - 1
-    assert skips == {
+    assert run.skips == {
         "not an email event: SubscriptionConfirmation": 1,
         "not an email event: Send": 1,
         "deferral: DeliveryDelay": 1,
@@ -407,14 +367,14 @@ def test_sample_export_summary() -> None:
         "not an email event: Reject": 1,
         "not an email event: RenderingFailure": 1,
     }
-    assert rejects == {
+    assert run.rejects == {
         "ambiguous recipient: Email Opened on a message to 2 recipients": 1,
-        "unreadable line": 1,
+        "unreadable line: malformed JSON": 1,
     }
 
 
 def test_sample_export_events_in_full() -> None:
-    events, _, _ = convert_file(SAMPLE)
+    events = convert_file(FORMAT, SAMPLE).events
     bounced = [e for e in events if e.properties.get("bounce_subtype") == "General"]
     assert bounced[1] == EmailEvent(
         name=EventName.BOUNCED,
@@ -449,10 +409,3 @@ def test_sample_export_events_in_full() -> None:
             "unsubscribe_all": False,
         },
     )
-
-
-def test_sample_export_is_detected_as_ses_only() -> None:
-    first = read_records(SAMPLE)[0]
-    assert detect_format(first, None) is FORMAT
-    others = [f.name for f in all_formats() if f is not FORMAT and f.matches(first, None)]
-    assert others == []
