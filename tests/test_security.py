@@ -41,6 +41,8 @@ FORMS = (
     base64.b64encode(f"{KEY}:".encode()),
     base64.b64encode(KEY.encode()),
     KEY[8:24].encode(),
+    KEY[:16].encode(),  # a key cut short, as a truncated message would leave it
+    KEY[-16:].encode(),
 )
 PACKAGE = Path(__file__).resolve().parent.parent / "cli" / "emailsrc"
 
@@ -150,15 +152,19 @@ def test_a_401_stops_the_run_and_leaks_nothing(tmp_path: Path) -> None:
 def test_a_server_that_echoes_the_key_back_cannot_make_us_write_it(tmp_path: Path) -> None:
     """A proxy or a misconfigured host answers with the request's credentials in its
     error body: the reason kept for the failed events must not carry them."""
-    export_with_problems(tmp_path / "export.jsonl")
+    cp.write_export(tmp_path / "export.jsonl", 600, pad=2000)  # three batches
     token = base64.b64encode(f"{KEY}:".encode()).decode()
     body = f'{{"error": "no route", "key": "{KEY}", "authorization": "Basic {token}"}}'
+    # The key again where the one-line reason is cut (200 characters): half of it must
+    # not survive the cut either.
+    cut = f'{{"error": "{"x" * 170}{KEY}"}}'
     with FakeSegment(KEY) as server:
-        server.script(*[Reply(404, body=body.encode())] * 4)
+        server.script(*[Reply(404, body=body.encode()), Reply(404, body=cut.encode())] * 2)
         result = cp.run(
             sending(tmp_path, server, "--concurrency", "1"), cp.emailsrc_env(tmp_path, KEY)
         )
         assert result.returncode == 1, result.stderr
+        assert len(server.requests) >= 2  # both answers were given
     assert "HTTP 404" in result.stderr
     assert_no_leak(result, tmp_path)
 

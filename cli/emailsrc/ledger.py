@@ -246,6 +246,8 @@ _HINTS = {
     "file is not a database": "it is not an emailsrc ledger; use another --state",
     "unable to open database file": "check that its directory exists and is writable",
     "malformed": "the file is damaged; move it aside or use another --state",
+    "disk I/O error": "the disk may be full or failing, or the file over a size limit; "
+    "free some space or use another --state",
 }
 
 

@@ -493,7 +493,8 @@ class HttpTransport:
             return _Attempt(status)
         return _Attempt(
             status,
-            self._redact(_status_reason(status, response.text)),
+            # Redacted before the reason is cut short, which could leave half a key.
+            _status_reason(status, self._redact(response.text)),
             retry_after_seconds(response.headers.get("Retry-After"), self._clock()),
         )
 
@@ -675,7 +676,7 @@ class SdkTransport:
                 self._failures[str(message.get("messageId"))] = reason
 
     def _sdk_reason(self, error: Exception, status: object) -> str:
-        detail = _one_line(str(error), 160).replace(self._write_key, "***")
+        detail = _one_line(str(error).replace(self._write_key, "***"), 160)
         if isinstance(status, int):
             return f"HTTP {status} (the SDK gave up): {detail}"
         return f"the SDK gave up: {type(error).__name__}: {detail}"
