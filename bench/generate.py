@@ -49,10 +49,46 @@ SECONDS_PER_DELIVERY = 3  # a campaign goes out over days
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-FIRST_NAMES = ("ana", "ben", "chloe", "dev", "emma", "felix", "grace", "hiro", "isla", "jonas",
-               "kai", "lena", "mia", "noah", "olga", "pedro", "quinn", "rosa", "sven", "tomás")
-LAST_NAMES = ("silva", "okafor", "martin", "patel", "novak", "wagner", "lee", "tanaka",
-              "brown", "berg", "mueller", "rossi", "johansson", "kim", "ivanova", "garcía")
+FIRST_NAMES = (
+    "ana",
+    "ben",
+    "chloe",
+    "dev",
+    "emma",
+    "felix",
+    "grace",
+    "hiro",
+    "isla",
+    "jonas",
+    "kai",
+    "lena",
+    "mia",
+    "noah",
+    "olga",
+    "pedro",
+    "quinn",
+    "rosa",
+    "sven",
+    "tomás",
+)
+LAST_NAMES = (
+    "silva",
+    "okafor",
+    "martin",
+    "patel",
+    "novak",
+    "wagner",
+    "lee",
+    "tanaka",
+    "brown",
+    "berg",
+    "mueller",
+    "rossi",
+    "johansson",
+    "kim",
+    "ivanova",
+    "garcía",
+)
 DOMAINS = ("example.com", "example.org", "mail.example.net", "example.co.uk")
 CAMPAIGNS = (
     (27, "July newsletter", "Tips, tricks and a July surprise"),
@@ -120,12 +156,34 @@ class Activity:
         return user_id, email, f"{number * 2654435761 % 2**48:012x}"
 
     def _event(
-        self, channel: str, user_id: str | None, recipient: str, cio_id: str, delivery_id: str,
-        campaign: tuple[int, str, str], metric: str, at: int, *, href: str | None = None,
-        link_id: int | None = None, failure: str | None = None,
+        self,
+        channel: str,
+        user_id: str | None,
+        recipient: str,
+        cio_id: str,
+        delivery_id: str,
+        campaign: tuple[int, str, str],
+        metric: str,
+        at: int,
+        *,
+        href: str | None = None,
+        link_id: int | None = None,
+        failure: str | None = None,
     ) -> Event:
-        return Event(self._ulid(at), metric, at, channel, user_id, recipient, cio_id,
-                     delivery_id, campaign, href, link_id, failure)
+        return Event(
+            self._ulid(at),
+            metric,
+            at,
+            channel,
+            user_id,
+            recipient,
+            cio_id,
+            delivery_id,
+            campaign,
+            href,
+            link_id,
+            failure,
+        )
 
     def events(self) -> Iterator[Event]:
         rng = self._rng
@@ -183,8 +241,20 @@ def _csv_field(value: object) -> str:
 
 def csv_row(e: Event) -> str:
     campaign_id, campaign_name, subject = e.campaign
-    fields = (e.event_id, e.metric, _iso(e.at), e.user_id, e.recipient, e.delivery_id,
-              campaign_id, campaign_name, subject, e.href, e.link_id, e.failure)
+    fields = (
+        e.event_id,
+        e.metric,
+        _iso(e.at),
+        e.user_id,
+        e.recipient,
+        e.delivery_id,
+        campaign_id,
+        campaign_name,
+        subject,
+        e.href,
+        e.link_id,
+        e.failure,
+    )
     return ",".join(_csv_field(f) for f in fields) + "\n"
 
 
@@ -203,8 +273,13 @@ def webhook_line(e: Event) -> str:
         data["href"], data["link_id"] = e.href, e.link_id
     if e.failure:
         data["failure_message"] = e.failure
-    body = {"event_id": e.event_id, "object_type": e.channel, "metric": e.metric,
-            "timestamp": e.at, "data": data}
+    body = {
+        "event_id": e.event_id,
+        "object_type": e.channel,
+        "metric": e.metric,
+        "timestamp": e.at,
+        "data": data,
+    }
     return json.dumps(body, ensure_ascii=False, separators=(", ", ": ")) + "\n"
 
 
@@ -256,8 +331,10 @@ def generate(path: Path, events: int, seed: int, shape: str) -> dict[str, object
 
 
 def _write(out: TextIO, meta: dict[str, object], path: Path) -> None:
-    out.write(f"{path}: {meta['records']:,} records, {meta['distinct_events']:,} events "
-              f"to send, {meta['exact_duplicates']:,} exact repeats, {meta['bytes']:,} bytes\n")
+    out.write(
+        f"{path}: {meta['records']:,} records, {meta['distinct_events']:,} events "
+        f"to send, {meta['exact_duplicates']:,} exact repeats, {meta['bytes']:,} bytes\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,9 +116,20 @@ class Server:
         self.record = record
         record.write_text("")
         self.process = subprocess.Popen(
-            [PYTHON, str(SERVER), "--port", "0", "--write-key", WRITE_KEY,
-             "--record", str(record), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                PYTHON,
+                str(SERVER),
+                "--port",
+                "0",
+                "--write-key",
+                WRITE_KEY,
+                "--record",
+                str(record),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -152,7 +163,9 @@ def check_delivery(record: Path, export: Path, *, emailsrc: bool) -> tuple[bool,
     )
     output = subprocess.run(
         [PYTHON, "-c", code, str(BENCH), str(record), str(export), "1" if emailsrc else "0"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     exact, received, distinct = json.loads(output)
     return bool(exact), int(received), int(distinct)
@@ -182,8 +195,14 @@ def measure(command: Sequence[str], *, cwd: Path = ROOT) -> tuple[float, float, 
 
 
 def run_sender(
-    name: str, size: int, csv_path: Path, meta: dict[str, Any], work: Path, *,
-    emailsrc: bool, verify: bool,
+    name: str,
+    size: int,
+    csv_path: Path,
+    meta: dict[str, Any],
+    work: Path,
+    *,
+    emailsrc: bool,
+    verify: bool,
 ) -> Result:
     server = Server(work / f"received-{name}.txt")
     try:
@@ -191,17 +210,46 @@ def run_sender(
             state = work / f"ledger-{size}.sqlite3"
             for stale in work.glob(f"ledger-{size}.sqlite3*"):
                 stale.unlink()
-            command = [*EMAILSRC, "backfill", str(csv_path), "--write-key", WRITE_KEY,
-                       "--endpoint", server.url, "--rate", "0", "--quiet", "--state", str(state),
-                       "--rejects", str(work / "rejects.jsonl")]
+            command = [
+                *EMAILSRC,
+                "backfill",
+                str(csv_path),
+                "--write-key",
+                WRITE_KEY,
+                "--endpoint",
+                server.url,
+                "--rate",
+                "0",
+                "--quiet",
+                "--state",
+                str(state),
+                "--rejects",
+                str(work / "rejects.jsonl"),
+            ]
         else:
-            command = [PYTHON, str(BENCH / "baseline.py"), str(csv_path),
-                       "--write-key", WRITE_KEY, "--host", server.url]
+            command = [
+                PYTHON,
+                str(BENCH / "baseline.py"),
+                str(csv_path),
+                "--write-key",
+                WRITE_KEY,
+                "--host",
+                server.url,
+            ]
         wall, cpu, rss, code, tail = measure(command)
     finally:
         server.stop()
-    result = Result(size, name, wall, cpu, rss, meta["distinct_events"], "events", code,
-                    server_cpu_seconds=server.cpu_seconds)
+    result = Result(
+        size,
+        name,
+        wall,
+        cpu,
+        rss,
+        meta["distinct_events"],
+        "events",
+        code,
+        server_cpu_seconds=server.cpu_seconds,
+    )
     if code != 0:
         result.note = f"exit {code}: {tail.strip().splitlines()[-1:]}"
     if verify:
@@ -217,10 +265,18 @@ def run_sender(
     return result
 
 
-def run_local(name: str, size: int, path: Path, meta: dict[str, Any], work: Path,
-              args: Sequence[str]) -> Result:
-    command = [*EMAILSRC, *args, str(path), "--quiet", "--json",
-               "--rejects", str(work / "rejects.jsonl")]
+def run_local(
+    name: str, size: int, path: Path, meta: dict[str, Any], work: Path, args: Sequence[str]
+) -> Result:
+    command = [
+        *EMAILSRC,
+        *args,
+        str(path),
+        "--quiet",
+        "--json",
+        "--rejects",
+        str(work / "rejects.jsonl"),
+    ]
     wall, cpu, rss, code, tail = measure(command)
     result = Result(size, name, wall, cpu, rss, meta["records"], "records", code)
     if code != 0:
@@ -237,9 +293,22 @@ def rate_check(work: Path, seed: int, records: int) -> RateCheck:
     state = work / "ledger-rate.sqlite3"
     for stale in work.glob("ledger-rate.sqlite3*"):
         stale.unlink()
-    command = [*EMAILSRC, "backfill", str(path), "--write-key", WRITE_KEY, "--endpoint",
-               server.url, "--rate", str(int(RATE_TARGET)), "--quiet", "--state", str(state),
-               "--rejects", str(work / "rejects.jsonl")]
+    command = [
+        *EMAILSRC,
+        "backfill",
+        str(path),
+        "--write-key",
+        WRITE_KEY,
+        "--endpoint",
+        server.url,
+        "--rate",
+        str(int(RATE_TARGET)),
+        "--quiet",
+        "--state",
+        str(state),
+        "--rejects",
+        str(work / "rejects.jsonl"),
+    ]
     arrivals: list[tuple[float, int]] = []
     try:
         process = subprocess.Popen(
@@ -278,8 +347,9 @@ def rate_check(work: Path, seed: int, records: int) -> RateCheck:
             start += 1
         before = arrivals[start - 1][1] if start else 0
         busiest = max(busiest, arrivals[end][1] - before)
-    check = RateCheck(meta["distinct_events"], RATE_TARGET, achieved, busiest, refused,
-                      rate_limited, verified)
+    check = RateCheck(
+        meta["distinct_events"], RATE_TARGET, achieved, busiest, refused, rate_limited, verified
+    )
     check.within = abs(achieved - RATE_TARGET) <= RATE_TOLERANCE * RATE_TARGET
     return check
 
@@ -296,18 +366,32 @@ def print_table(results: list[Result], rate: RateCheck | None, machine: str) -> 
     from rich.table import Table
 
     table = Table(title=f"emailsrc benchmark ({machine})")
-    for column in ("records", "contender", "wall s", "rate", "× SDK", "CPU s", "peak RSS",
-                   "server CPU s", "ok"):
+    for column in (
+        "records",
+        "contender",
+        "wall s",
+        "rate",
+        "× SDK",
+        "CPU s",
+        "peak RSS",
+        "server CPU s",
+        "ok",
+    ):
         table.add_column(column, justify="left" if column in ("contender", "ok") else "right")
     for r in results:
         ok = "" if r.verified is None else ("✓" if r.verified else "✗")
         if r.exit_code != 0:
             ok += f" exit {r.exit_code}"
         table.add_row(
-            f"{r.size:,}", r.contender, f"{r.wall_seconds:.2f}",
-            f"{r.per_second:,.0f} {r.unit}/s", f"{r.ratio:.1f}×" if r.ratio else "",
-            f"{r.cpu_seconds:.2f}", f"{r.peak_rss_mib:,.0f} MiB",
-            f"{r.server_cpu_seconds:.2f}" if r.server_cpu_seconds is not None else "", ok,
+            f"{r.size:,}",
+            r.contender,
+            f"{r.wall_seconds:.2f}",
+            f"{r.per_second:,.0f} {r.unit}/s",
+            f"{r.ratio:.1f}×" if r.ratio else "",
+            f"{r.cpu_seconds:.2f}",
+            f"{r.peak_rss_mib:,.0f} MiB",
+            f"{r.server_cpu_seconds:.2f}" if r.server_cpu_seconds is not None else "",
+            ok,
         )
     console = Console(width=max(Console().width, 130))
     console.print(table)
@@ -327,14 +411,25 @@ def print_table(results: list[Result], rate: RateCheck | None, machine: str) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100000,1000000",
-                        help="export sizes (records) to run every contender on")
-    parser.add_argument("--rss-sizes", default="",
-                        help="larger sizes to run only emailsrc backfill on (e.g. 5000000)")
-    parser.add_argument("--rate-records", type=int, default=50_000,
-                        help="records for the --rate 1000 run (0 to skip)")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help=f"which to run, of: {', '.join(CONTENDERS)}")
+    parser.add_argument(
+        "--sizes", default="100000,1000000", help="export sizes (records) to run every contender on"
+    )
+    parser.add_argument(
+        "--rss-sizes",
+        default="",
+        help="larger sizes to run only emailsrc backfill on (e.g. 5000000)",
+    )
+    parser.add_argument(
+        "--rate-records",
+        type=int,
+        default=50_000,
+        help="records for the --rate 1000 run (0 to skip)",
+    )
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help=f"which to run, of: {', '.join(CONTENDERS)}",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-verify", action="store_true", help="skip the messageId checks")
     parser.add_argument("--results", type=Path, default=BENCH / "results.json")
@@ -356,34 +451,68 @@ def main(argv: list[str] | None = None) -> int:
             baseline: Result | None = None
             if "sdk" in chosen:
                 say(f"{size:,}: SDK script ...")
-                baseline = run_sender("SDK script (baseline)", size, csv_path, meta, work,
-                                      emailsrc=False, verify=verify)
+                baseline = run_sender(
+                    "SDK script (baseline)",
+                    size,
+                    csv_path,
+                    meta,
+                    work,
+                    emailsrc=False,
+                    verify=verify,
+                )
                 results.append(baseline)
             if "backfill" in chosen:
                 say(f"{size:,}: emailsrc backfill ...")
-                ours = run_sender("emailsrc backfill", size, csv_path, meta, work,
-                                  emailsrc=True, verify=verify)
+                ours = run_sender(
+                    "emailsrc backfill", size, csv_path, meta, work, emailsrc=True, verify=verify
+                )
                 if baseline is not None and baseline.per_second:
                     ours.ratio = ours.per_second / baseline.per_second
                 results.append(ours)
             if "validate" in chosen:
                 say(f"{size:,}: validate ...")
-                results.append(run_local("emailsrc validate (CSV)", size, csv_path, meta, work,
-                                         ["validate"]))
+                results.append(
+                    run_local("emailsrc validate (CSV)", size, csv_path, meta, work, ["validate"])
+                )
             if "dry-run" in chosen:
                 say(f"{size:,}: dry run ...")
-                results.append(run_local("emailsrc backfill --dry-run (CSV)", size, csv_path,
-                                         meta, work, ["backfill", "--dry-run"]))
+                results.append(
+                    run_local(
+                        "emailsrc backfill --dry-run (CSV)",
+                        size,
+                        csv_path,
+                        meta,
+                        work,
+                        ["backfill", "--dry-run"],
+                    )
+                )
             if "jsonl" in chosen:
                 jsonl_path, jsonl_meta = dataset(size, "jsonl", args.seed)
                 say(f"{size:,}: validate JSONL ...")
-                results.append(run_local("emailsrc validate (JSONL)", size, jsonl_path,
-                                         jsonl_meta, work, ["validate"]))
+                results.append(
+                    run_local(
+                        "emailsrc validate (JSONL)",
+                        size,
+                        jsonl_path,
+                        jsonl_meta,
+                        work,
+                        ["validate"],
+                    )
+                )
         for size in rss_sizes:
             csv_path, meta = dataset(size, "csv", args.seed)
             say(f"{size:,}: emailsrc backfill ...")
-            results.append(run_sender("emailsrc backfill", size, csv_path, meta, work,
-                                      emailsrc=True, verify=not args.no_verify))
+            results.append(
+                run_sender(
+                    "emailsrc backfill",
+                    size,
+                    csv_path,
+                    meta,
+                    work,
+                    emailsrc=True,
+                    verify=not args.no_verify,
+                )
+            )
         if args.rate_records:
             say(f"--rate {RATE_TARGET:,.0f} on {args.rate_records:,} records ...")
             rate = rate_check(work, args.seed, args.rate_records)

@@ -577,8 +577,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped requests")
     parser.add_argument("--retry-after", default="1", help="Retry-After sent with a 429")
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--max-rate", type=float, default=0.0,
-                        help="events per second before answering 429 (0: no limit)")
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        default=0.0,
+        help="events per second before answering 429 (0: no limit)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 

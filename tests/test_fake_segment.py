@@ -16,7 +16,9 @@ def post(server: FakeSegment, count: int, start: int = 0) -> httpx.Response:
     ]
     body = gzip.compress(orjson.dumps({"batch": batch}))
     return httpx.post(
-        f"{server.url}/v1/batch", content=body, auth=(server.write_key, ""),
+        f"{server.url}/v1/batch",
+        content=body,
+        auth=(server.write_key, ""),
         headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
     )
 

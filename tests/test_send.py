@@ -38,8 +38,11 @@ def planned_ids(tmp_path: Path, *files: str) -> list[str]:
     output = tmp_path / "plan.jsonl"
     code, _ = backfill(*files, "--dry-run", "--output", str(output))
     assert code == 0
-    return [e["messageId"] for line in output.read_bytes().splitlines()
-            for e in orjson.loads(line)["batch"]]
+    return [
+        e["messageId"]
+        for line in output.read_bytes().splitlines()
+        for e in orjson.loads(line)["batch"]
+    ]
 
 
 @pytest.mark.parametrize("transport", ["http", "sdk"])
@@ -122,6 +125,9 @@ def test_a_400_isolates_the_bad_events_and_sends_the_rest(
 def test_output_file_holds_what_was_posted(env: Path, segment_server: FakeSegment) -> None:
     output = env / "sent.jsonl"
     backfill(*CUSTOMERIO, "--output", str(output))
-    written = [e["messageId"] for line in output.read_bytes().splitlines()
-               for e in orjson.loads(line)["batch"]]
+    written = [
+        e["messageId"]
+        for line in output.read_bytes().splitlines()
+        for e in orjson.loads(line)["batch"]
+    ]
     assert sorted(written) == sorted(segment_server.received)

@@ -48,23 +48,40 @@ app = typer.Typer(
 Files = Annotated[list[str], typer.Argument(help="CSV / JSONL exports (.gz too); - for stdin.")]
 WriteKeyOpt = Annotated[
     str | None,
-    typer.Option("--write-key", envvar="SEGMENT_WRITE_KEY", show_envvar=True,
-                 help="The Segment source's write key (never printed in full)."),
+    typer.Option(
+        "--write-key",
+        envvar="SEGMENT_WRITE_KEY",
+        show_envvar=True,
+        help="The Segment source's write key (never printed in full).",
+    ),
 ]
 EndpointOpt = Annotated[
     str,
-    typer.Option("--endpoint", envvar="SEGMENT_ENDPOINT", show_envvar=True,
-                 help="Tracking API host; EU: https://events.eu1.segmentapis.com."),
+    typer.Option(
+        "--endpoint",
+        envvar="SEGMENT_ENDPOINT",
+        show_envvar=True,
+        help="Tracking API host; EU: https://events.eu1.segmentapis.com.",
+    ),
 ]
 RateOpt = Annotated[
     float,
-    typer.Option("--rate", envvar="EMAILSRC_RATE", show_envvar=True, min=0,
-                 help="Events per second (token bucket); 0 = unlimited."),
+    typer.Option(
+        "--rate",
+        envvar="EMAILSRC_RATE",
+        show_envvar=True,
+        min=0,
+        help="Events per second (token bucket); 0 = unlimited.",
+    ),
 ]
 StateOpt = Annotated[
     Path | None,
-    typer.Option("--state", envvar="EMAILSRC_STATE", show_envvar=True,
-                 help="The SQLite ledger (default under $XDG_STATE_HOME/emailsrc/)."),
+    typer.Option(
+        "--state",
+        envvar="EMAILSRC_STATE",
+        show_envvar=True,
+        help="The SQLite ledger (default under $XDG_STATE_HOME/emailsrc/).",
+    ),
 ]
 FormatOpt = Annotated[
     str | None, typer.Option("--format", help="Force an input format (see `emailsrc formats`).")
@@ -81,8 +98,9 @@ RejectsOpt = Annotated[
 ]
 NamespaceOpt = Annotated[
     str | None,
-    typer.Option("--id-namespace",
-                 help="messageId namespace (default: a fingerprint of the write key)."),
+    typer.Option(
+        "--id-namespace", help="messageId namespace (default: a fingerprint of the write key)."
+    ),
 ]
 MachineOpensOpt = Annotated[
     bool, typer.Option("--exclude-machine-opens", help="Skip machine (privacy proxy) opens.")
@@ -102,7 +120,7 @@ MappingOpt = Annotated[
     Path | None, typer.Option("--mapping", help="A TOML file with [fields] and [events].")
 ]
 IntegrationsOpt = Annotated[
-    str | None, typer.Option("--integrations", help='The integrations object as JSON.')
+    str | None, typer.Option("--integrations", help="The integrations object as JSON.")
 ]
 OnlyOpt = Annotated[
     list[str] | None,
@@ -114,8 +132,9 @@ ExcludeOpt = Annotated[
 ]
 KeepCioOpt = Annotated[
     bool,
-    typer.Option("--keep-customerio",
-                 help="Let events reach Customer.io destinations (excluded by default)."),
+    typer.Option(
+        "--keep-customerio", help="Let events reach Customer.io destinations (excluded by default)."
+    ),
 ]
 TransportOpt = Annotated[
     str, typer.Option("--transport", help="http (ours) or sdk (segment-analytics-python).")
@@ -171,9 +190,14 @@ def _window(since: str | None, until: str | None) -> tuple[Any, Any]:
 
 
 def _inputs(
-    files: list[str], format_name: str | None, maps: list[str] | None,
-    event_maps: list[str] | None, mapping: Path | None, machine: bool,
-    since: str | None, until: str | None,
+    files: list[str],
+    format_name: str | None,
+    maps: list[str] | None,
+    event_maps: list[str] | None,
+    mapping: Path | None,
+    machine: bool,
+    since: str | None,
+    until: str | None,
 ) -> InputSettings:
     try:
         field_map = parse_assignments(maps or [], "--map")
@@ -183,19 +207,33 @@ def _inputs(
     if format_name:
         names = [fmt.name for fmt in all_formats()]
         if format_name not in names:
-            raise _Exit(f"unknown format {format_name!r}; one of: {', '.join(names)}",
-                        ExitCode.USAGE)
+            raise _Exit(
+                f"unknown format {format_name!r}; one of: {', '.join(names)}", ExitCode.USAGE
+            )
     start, end = _window(since, until)
     return InputSettings(
-        files=tuple(files), format_name=format_name, field_map=field_map, event_map=event_map,
-        mapping_file=mapping, exclude_machine_opens=machine, since=start, until=end,
+        files=tuple(files),
+        format_name=format_name,
+        field_map=field_map,
+        event_map=event_map,
+        mapping_file=mapping,
+        exclude_machine_opens=machine,
+        since=start,
+        until=end,
     )
 
 
 def _send(
-    write_key: str | None, endpoint: str, rate: float, namespace: str | None,
-    integrations: str | None, only: list[str] | None, exclude: list[str] | None,
-    keep_customerio: bool, transport: str, concurrency: int,
+    write_key: str | None,
+    endpoint: str,
+    rate: float,
+    namespace: str | None,
+    integrations: str | None,
+    only: list[str] | None,
+    exclude: list[str] | None,
+    keep_customerio: bool,
+    transport: str,
+    concurrency: int,
 ) -> SendSettings:
     raw: dict[str, Any] = {}
     if integrations:
@@ -218,11 +256,36 @@ def _send(
     except SettingsError as error:
         raise _Exit(str(error), ExitCode.USAGE) from None
     return SendSettings(
-        write_key=key, endpoint=endpoint.rstrip("/"), rate=rate, transport=transport,
-        concurrency=concurrency, id_namespace=namespace, integrations=raw,
-        only_destinations=tuple(only or ()), exclude_destinations=tuple(exclude or ()),
-        keep_customerio=keep_customerio, **tuning,
+        write_key=key,
+        endpoint=endpoint.rstrip("/"),
+        rate=rate,
+        transport=transport,
+        concurrency=concurrency,
+        id_namespace=namespace,
+        integrations=raw,
+        only_destinations=tuple(only or ()),
+        exclude_destinations=tuple(exclude or ()),
+        keep_customerio=keep_customerio,
+        **tuning,
     )
+
+
+def _run(
+    command: Callable[..., RunReport],
+    settings: RunSettings,
+    *,
+    quiet: bool,
+    as_json: bool,
+    debug: bool,
+) -> None:
+    """Run a pipeline command with progress on stderr, then render and exit with its code.
+    With --json and a stderr that is not a terminal (CI), progress stays off too."""
+    reporter = make_reporter(quiet or (as_json and not sys.stderr.isatty()))
+    try:
+        report = command(settings, reporter, debug=debug)
+    finally:
+        reporter.close()
+    _finish(report, as_json, settings.send.write_key)
 
 
 def _finish(report: RunReport, as_json: bool, redact: WriteKey | None) -> None:
@@ -270,21 +333,27 @@ def backfill(
     """Read, normalize, dedupe and send exports to Segment (or --dry-run)."""
     settings = RunSettings(
         command="backfill",
-        inputs=_inputs(files, format_name, maps, event_maps, mapping, exclude_machine_opens,
-                       since, until),
-        send=_send(write_key, endpoint, rate, id_namespace, integrations, only_destination,
-                   exclude_destination, keep_customerio, transport, concurrency),
+        inputs=_inputs(
+            files, format_name, maps, event_maps, mapping, exclude_machine_opens, since, until
+        ),
+        send=_send(
+            write_key,
+            endpoint,
+            rate,
+            id_namespace,
+            integrations,
+            only_destination,
+            exclude_destination,
+            keep_customerio,
+            transport,
+            concurrency,
+        ),
         state_path=state or default_state_path(),
         dry_run=dry_run,
         output=output,
         rejects=rejects,
     )
-    reporter = make_reporter(quiet or (as_json and not sys.stderr.isatty()))
-    try:
-        report = pipeline.backfill(settings, reporter, debug=debug)
-    finally:
-        reporter.close()
-    _finish(report, as_json, settings.send.write_key)
+    _run(pipeline.backfill, settings, quiet=quiet, as_json=as_json, debug=debug)
 
 
 @app.command()
@@ -312,8 +381,9 @@ def validate(
     """Dry-run for CI: exit 0 when clean, 1 with file:line reasons otherwise."""
     settings = RunSettings(
         command="validate",
-        inputs=_inputs(files, format_name, maps, event_maps, mapping, exclude_machine_opens,
-                       since, until),
+        inputs=_inputs(
+            files, format_name, maps, event_maps, mapping, exclude_machine_opens, since, until
+        ),
         send=SendSettings(rate=rate),
         state_path=state or default_state_path(),
         dry_run=True,
@@ -321,12 +391,7 @@ def validate(
         rejects=rejects,
         max_rejects=max_rejects,
     )
-    reporter = make_reporter(quiet or as_json)
-    try:
-        report = pipeline.validate(settings, reporter, debug=debug)
-    finally:
-        reporter.close()
-    _finish(report, as_json, None)
+    _run(pipeline.validate, settings, quiet=quiet, as_json=as_json, debug=debug)
 
 
 @app.command()
@@ -371,20 +436,25 @@ def replay(
     settings = RunSettings(
         command="replay",
         inputs=InputSettings(since=start, until=end),
-        send=_send(write_key, endpoint, rate, id_namespace, integrations, only_destination,
-                   exclude_destination, keep_customerio, transport, concurrency),
+        send=_send(
+            write_key,
+            endpoint,
+            rate,
+            id_namespace,
+            integrations,
+            only_destination,
+            exclude_destination,
+            keep_customerio,
+            transport,
+            concurrency,
+        ),
         state_path=state or default_state_path(),
         dry_run=dry_run,
         output=output,
         rejects=rejects,
         events=names,
     )
-    reporter = make_reporter(quiet or (as_json and not sys.stderr.isatty()))
-    try:
-        report = pipeline.replay(settings, reporter, debug=debug)
-    finally:
-        reporter.close()
-    _finish(report, as_json, settings.send.write_key)
+    _run(pipeline.replay, settings, quiet=quiet, as_json=as_json, debug=debug)
 
 
 @app.command()

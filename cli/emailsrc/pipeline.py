@@ -216,9 +216,7 @@ class Run:
 
     def _close(self) -> None:
         report = self.report
-        report.distinct_user_ids, report.distinct_anonymous_ids = (
-            self.scratch.distinct_identities()
-        )
+        report.distinct_user_ids, report.distinct_anonymous_ids = self.scratch.distinct_identities()
         report.elapsed_seconds = time.monotonic() - self._started
         self.rejects.close()
         if self.rejects.count:
@@ -380,8 +378,9 @@ class Run:
 def _check_inputs(files: Sequence[str]) -> None:
     """Stop before anything is sent when an input can't be read at all."""
     if not files:
-        raise Stop("no input files: give one or more exports, or - for standard input",
-                   ExitCode.USAGE)
+        raise Stop(
+            "no input files: give one or more exports, or - for standard input", ExitCode.USAGE
+        )
     for source in files:
         if source == "-":
             continue
@@ -425,7 +424,11 @@ def _backfill(run: Run) -> None:
     run.describe_destination()
     on_file_done = _file_recorder(run) if real else None
     normalizer = Normalizer(
-        settings.inputs, run.report, run.rejects, run.reporter, on_file_done=on_file_done,
+        settings.inputs,
+        run.report,
+        run.rejects,
+        run.reporter,
+        on_file_done=on_file_done,
         debug=run.debug,
     )
     planned = _plan(run, normalizer.events(), real=real)
@@ -478,8 +481,9 @@ def _plan(run: Run, events: Iterator[Normalized], *, real: bool) -> Iterator[Out
             states = run.ledger.store_events(
                 run.run_id,
                 [
-                    StoredEvent(n.key_hash, n.key, n.event.name.value, n.event.timestamp_ms(),
-                                n.payload)
+                    StoredEvent(
+                        n.key_hash, n.key, n.event.name.value, n.event.timestamp_ms(), n.payload
+                    )
                     for n in chunk
                 ],
             )
