@@ -267,3 +267,22 @@ def test_bad_since_is_a_usage_error(runner: CliRunner) -> None:
 def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and "emailsrc" in result.stdout
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5])
+def test_ctrl_c_at_start_up_is_one_line_not_a_traceback(delay: float) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emailsrc", "formats"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err.decode()
+    assert process.returncode in (0, 130)
