@@ -71,8 +71,12 @@ def time_to_first_send(server: FakeSegment, export: Path, ledger: Path, home: Pa
     return first
 
 
-def backfill_args(server: FakeSegment, export: Path, ledger: Path) -> list[str]:
-    return [
+def backfill_args(
+    server: FakeSegment, export: Path, ledger: Path, *, machine: bool = True
+) -> list[str]:
+    """A sending backfill; `machine` adds --quiet --json for runs read by the test, without
+    it stderr carries the human summary."""
+    args = [
         "backfill",
         str(export),
         "--endpoint",
@@ -83,9 +87,8 @@ def backfill_args(server: FakeSegment, export: Path, ledger: Path) -> list[str]:
         "0",
         "--concurrency",
         str(CONCURRENCY),
-        "--quiet",
-        "--json",
     ]
+    return [*args, "--quiet", "--json"] if machine else args
 
 
 def kill_at(process: subprocess.Popen[str], server: FakeSegment, point: KillPoint) -> bool:
@@ -245,18 +248,7 @@ def test_interrupt_mid_send_settles_in_flight_and_resumes(
     expected = cp.message_ids(cp.write_export(export, 2000, pad=PAD))
     ledger = tmp_path / "ledger.sqlite3"
     with FakeSegment(cp.WRITE_KEY, faults=Faults(latency=0.3)) as server:
-        args = [
-            "backfill",
-            str(export),
-            "--endpoint",
-            server.url,
-            "--state",
-            str(ledger),
-            "--rate",
-            "0",
-            "--concurrency",
-            str(CONCURRENCY),
-        ]
+        args = backfill_args(server, export, ledger, machine=False)
         process = cp.start(args, cp.emailsrc_env(tmp_path))
         while server.accepted_events < 400 and process.poll() is None:
             time.sleep(0.002)
